@@ -1,0 +1,600 @@
+//! The in-memory store: one process, rooms in a [`DashMap`].
+//!
+//! # Locking rules
+//! - All state of a room (its mailboxes, backlog and idempotency records)
+//!   lives in one map entry, so every operation takes exactly one shard lock,
+//!   for one room, briefly. Rooms are small (bounded by `room_peers`), so a
+//!   broadcast under that lock is cheap, and it is what makes a send
+//!   all-or-nothing and keeps each sender's messages in order.
+//! - No lock is held across an `.await`, and no code path takes a second map
+//!   lock while holding one (DashMap shard locks are not re-entrant).
+//! - A parked poll holds no lock: it holds a clone of its mailbox's
+//!   [`Notify`] and a timer. Its waiter is armed *before* the room lock is
+//!   released, so a message pushed in between cannot be missed.
+
+use std::collections::VecDeque;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::RefMut;
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::{
+    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, Payload, PollRequest, Receipt,
+    SendRequest, Sent, Store, StoreError,
+};
+use crate::name::Name;
+use crate::token::{Token, random_bytes};
+
+/// Rooms yield to the scheduler after this many rooms in one sweep, so a
+/// large sweep shares its worker thread with request handling.
+const SWEEP_BATCH: usize = 256;
+/// Idempotency records kept per room; past it the oldest is forgotten early.
+const MAX_RECEIPTS_PER_ROOM: usize = 1024;
+
+/// The default [`Store`]: everything in this process's memory.
+pub struct MemoryStore {
+    rooms: DashMap<Name, Room>,
+    /// Kept beside the map because `DashMap::len` locks every shard, which
+    /// must not happen while one is held.
+    room_count: AtomicUsize,
+    parked_polls: AtomicUsize,
+    limits: Limits,
+    closed: CancellationToken,
+}
+
+#[derive(Default)]
+struct Room {
+    /// In join order, which is the order the `peers` event lists them in.
+    peers: Vec<Mailbox>,
+    /// Broadcasts sent while nobody else was here, for the next joiner.
+    backlog: VecDeque<Queued>,
+    /// Receipts of recent sends that carried an idempotency key, oldest first.
+    receipts: VecDeque<IdempotencyRecord>,
+}
+
+struct Queued {
+    from: Name,
+    data: Payload,
+    at: Instant,
+}
+
+struct IdempotencyRecord {
+    sender: Name,
+    key: Box<str>,
+    receipt: Receipt,
+    at: Instant,
+}
+
+struct Mailbox {
+    peer: Name,
+    token: Token,
+    /// Names this incarnation of the mailbox; a cursor from another one
+    /// cannot be honoured.
+    epoch: Arc<str>,
+    /// Unacknowledged messages, `seq` ascending and contiguous.
+    messages: VecDeque<Envelope>,
+    bytes: usize,
+    last_seq: u64,
+    /// Every message with `seq <= acked` has been acknowledged and freed.
+    acked: u64,
+    last_seen: Instant,
+    /// Polls currently parked here; a peer with one is alive and never expires.
+    parked: u32,
+    /// Bumped by every poll that parks; a parked poll whose generation is
+    /// no longer current has been superseded and ends empty.
+    poll_generation: u64,
+    wake: Arc<Notify>,
+}
+
+impl MemoryStore {
+    pub fn new(limits: Limits) -> MemoryStore {
+        MemoryStore {
+            rooms: DashMap::new(),
+            room_count: AtomicUsize::new(0),
+            parked_polls: AtomicUsize::new(0),
+            limits,
+            closed: CancellationToken::new(),
+        }
+    }
+
+    /// Rooms currently held.
+    pub fn room_count(&self) -> usize {
+        self.room_count.load(Ordering::Relaxed)
+    }
+
+    /// Polls currently parked.
+    pub fn parked_polls(&self) -> usize {
+        self.parked_polls.load(Ordering::Relaxed)
+    }
+
+    fn ensure_open(&self) -> Result<(), StoreError> {
+        if self.closed.is_cancelled() {
+            Err(StoreError::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The room's entry, created if missing, within the room cap.
+    fn room_mut(&self, name: &Name) -> Result<RefMut<'_, Name, Room>, StoreError> {
+        if let Some(room) = self.rooms.get_mut(name) {
+            return Ok(room);
+        }
+        match self.rooms.entry(name.clone()) {
+            Entry::Occupied(room) => Ok(room.into_ref()),
+            Entry::Vacant(slot) => {
+                let max = self.limits.rooms;
+                if self.room_count.fetch_add(1, Ordering::Relaxed) >= max {
+                    self.room_count.fetch_sub(1, Ordering::Relaxed);
+                    return Err(StoreError::TooManyRooms { max });
+                }
+                Ok(slot.insert(Room::default()))
+            }
+        }
+    }
+
+    fn reserve_parked_slot(&self) -> Result<(), StoreError> {
+        let max = self.limits.parked_polls;
+        if self.parked_polls.fetch_add(1, Ordering::Relaxed) >= max {
+            self.parked_polls.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::TooManyParkedPolls { max });
+        }
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
+        self.ensure_open()?;
+        let SendRequest {
+            sender,
+            to,
+            data,
+            idempotency_key,
+        } = request;
+        let now = Instant::now();
+        let limits = &self.limits;
+        let mut room = self.room_mut(&sender.room)?;
+
+        let sender_index = room.authenticate(&sender)?;
+        if let Some(i) = sender_index {
+            room.peers[i].last_seen = now;
+            if let Some(key) = &idempotency_key
+                && let Some(receipt) = room.recorded_receipt(&sender.peer, key, now)
+            {
+                return Ok(Sent {
+                    receipt,
+                    issued_token: None,
+                });
+            }
+        } else {
+            room.check_can_join(&sender.room, limits)?;
+        }
+
+        // Decide everything that can fail before changing anything, so a
+        // refused send leaves no trace (not even the sender's join).
+        let recipients: Vec<usize> = match &to {
+            Some(to) if *to == sender.peer => return Err(StoreError::SendToSelf),
+            Some(to) => vec![room.find(to).ok_or_else(|| StoreError::NoSuchPeer {
+                room: sender.room.clone(),
+                peer: to.clone(),
+            })?],
+            None => (0..room.peers.len())
+                .filter(|&i| Some(i) != sender_index)
+                .collect(),
+        };
+        let size = data.get().len();
+        if let Some(&full) = recipients
+            .iter()
+            .find(|&&i| !room.peers[i].has_room_for(size, limits))
+        {
+            return Err(StoreError::MailboxFull {
+                peer: room.peers[full].peer.clone(),
+            });
+        }
+        let queued = recipients.is_empty();
+        if queued {
+            room.expire_backlog(now, limits);
+            if room.backlog.len() >= limits.backlog_messages {
+                return Err(StoreError::BacklogFull {
+                    room: sender.room.clone(),
+                });
+            }
+        }
+
+        // Joining appends, so the recipient indices above stay valid.
+        let issued_token = match sender_index {
+            Some(_) => None,
+            None => Some(room.join(&sender, now, limits)),
+        };
+        let delivered = recipients
+            .iter()
+            .map(|&i| {
+                let mailbox = &mut room.peers[i];
+                mailbox.push(Some(sender.peer.clone()), data.clone());
+                mailbox.peer.clone()
+            })
+            .collect();
+        if queued {
+            room.backlog.push_back(Queued {
+                from: sender.peer.clone(),
+                data,
+                at: now,
+            });
+        }
+        let receipt = Receipt { delivered, queued };
+        if let Some(key) = idempotency_key {
+            room.record_receipt(sender.peer, key, receipt.clone(), now);
+        }
+        Ok(Sent {
+            receipt,
+            issued_token,
+        })
+    }
+
+    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+        self.ensure_open()?;
+        let PollRequest {
+            reader,
+            since,
+            epoch,
+            wait,
+        } = request;
+        let now = Instant::now();
+        let deadline = now + wait;
+
+        let mut room = self.room_mut(&reader.room)?;
+        let (index, issued_token) = match room.authenticate(&reader)? {
+            Some(i) => (i, None),
+            None => {
+                room.check_can_join(&reader.room, &self.limits)?;
+                let token = room.join(&reader, now, &self.limits);
+                (room.peers.len() - 1, Some(token))
+            }
+        };
+        let mailbox = &mut room.peers[index];
+        mailbox.last_seen = now;
+        // A cursor sent to a mailbox this very request created belongs to
+        // some earlier incarnation, whatever its number says.
+        let cursor_is_stale = issued_token.is_some() && since > 0;
+        let batch = mailbox.read(since, epoch.as_deref(), cursor_is_stale);
+        if !batch.messages.is_empty() || batch.reset || wait.is_zero() {
+            return Ok(Batch {
+                issued_token,
+                ..batch
+            });
+        }
+
+        self.reserve_parked_slot()?;
+        let parked = ParkedPoll {
+            store: self,
+            room: reader.room.clone(),
+            peer: reader.peer.clone(),
+            epoch: mailbox.epoch.clone(),
+        };
+        mailbox.poll_generation += 1;
+        mailbox.parked += 1;
+        let generation = mailbox.poll_generation;
+        // One parked poll per mailbox: wake the previous one, which sees it
+        // has been superseded, before arming our own waiter.
+        mailbox.wake.notify_waiters();
+        let wake = Arc::clone(&mailbox.wake);
+        let mut woken = pin!(wake.notified());
+        woken.as_mut().enable();
+        drop(room);
+
+        loop {
+            let ending = tokio::select! {
+                () = woken.as_mut() => false,
+                () = sleep_until(deadline) => true,
+                () = self.closed.cancelled() => true,
+            };
+            let empty = Batch {
+                messages: Vec::new(),
+                next: since,
+                epoch: parked.epoch.clone(),
+                reset: false,
+                issued_token: None,
+            };
+            let Some(mut room) = self.rooms.get_mut(&parked.room) else {
+                return Ok(empty);
+            };
+            let Some(mailbox) = room.mailbox_mut(&parked.peer, &parked.epoch) else {
+                return Ok(empty);
+            };
+            if mailbox.poll_generation != generation {
+                return Ok(empty);
+            }
+            let batch = mailbox.read(since, epoch.as_deref(), false);
+            if !batch.messages.is_empty() || batch.reset || ending {
+                return Ok(batch);
+            }
+            // Woken for someone else's sake (a join event was acknowledged
+            // meanwhile, say): re-arm under the lock and wait again.
+            woken.set(wake.notified());
+            woken.as_mut().enable();
+        }
+    }
+
+    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
+        let Some(mut room) = self.rooms.get_mut(&peer.room) else {
+            return Ok(false);
+        };
+        let Some(index) = room.authenticate(&peer)? else {
+            return Ok(false);
+        };
+        room.remove(index);
+        debug!(room = %peer.room, peer = %peer.peer, "peer left");
+        Ok(true)
+    }
+
+    async fn sweep(&self) {
+        let now = Instant::now();
+        // Collect the names first: holding an iterator's shard lock while
+        // locking entries would deadlock, and would stall the shard.
+        let names: Vec<Name> = self.rooms.iter().map(|room| room.key().clone()).collect();
+        for (n, name) in names.iter().enumerate() {
+            if n % SWEEP_BATCH == SWEEP_BATCH - 1 {
+                tokio::task::yield_now().await;
+            }
+            let empty = match self.rooms.get_mut(name) {
+                Some(mut room) => {
+                    room.expire(name, now, &self.limits);
+                    room.is_empty()
+                }
+                None => continue,
+            };
+            if empty
+                && self
+                    .rooms
+                    .remove_if(name, |_, room| room.is_empty())
+                    .is_some()
+            {
+                self.room_count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
+    }
+}
+
+/// Accounting for one parked poll, released however the poll ends,
+/// including when the client hangs up and hyper drops the future.
+struct ParkedPoll<'a> {
+    store: &'a MemoryStore,
+    room: Name,
+    peer: Name,
+    epoch: Arc<str>,
+}
+
+impl Drop for ParkedPoll<'_> {
+    fn drop(&mut self) {
+        self.store.parked_polls.fetch_sub(1, Ordering::Relaxed);
+        if let Some(mut room) = self.store.rooms.get_mut(&self.room)
+            && let Some(mailbox) = room.mailbox_mut(&self.peer, &self.epoch)
+        {
+            mailbox.parked -= 1;
+            // The peer was alive all along: its TTL counts from now.
+            mailbox.last_seen = Instant::now();
+        }
+    }
+}
+
+impl Room {
+    fn find(&self, peer: &Name) -> Option<usize> {
+        self.peers.iter().position(|m| m.peer == *peer)
+    }
+
+    fn mailbox_mut(&mut self, peer: &Name, epoch: &Arc<str>) -> Option<&mut Mailbox> {
+        self.peers
+            .iter_mut()
+            .find(|m| m.peer == *peer && Arc::ptr_eq(&m.epoch, epoch))
+    }
+
+    /// The index of the peer's mailbox if it exists and the token is right;
+    /// `None` if the peer is not in the room (the request may create it).
+    fn authenticate(&self, who: &Credentials) -> Result<Option<usize>, StoreError> {
+        let Some(index) = self.find(&who.peer) else {
+            return Ok(None);
+        };
+        match &who.token {
+            Some(token) if self.peers[index].token.matches(token) => Ok(Some(index)),
+            Some(_) => Err(StoreError::TokenMismatch {
+                room: who.room.clone(),
+                peer: who.peer.clone(),
+            }),
+            None => Err(StoreError::TokenMissing {
+                room: who.room.clone(),
+                peer: who.peer.clone(),
+            }),
+        }
+    }
+
+    fn check_can_join(&self, room: &Name, limits: &Limits) -> Result<(), StoreError> {
+        if self.peers.len() >= limits.room_peers {
+            return Err(StoreError::RoomFull {
+                room: room.clone(),
+                max: limits.room_peers,
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds the peer's mailbox: it starts with the `peers` event and the
+    /// backlog; everyone else hears `join`. Returns the peer's token.
+    fn join(&mut self, who: &Credentials, now: Instant, limits: &Limits) -> Token {
+        let token = who.token.clone().unwrap_or_else(Token::generate);
+        let mut mailbox = Mailbox::new(who.peer.clone(), token.clone(), now);
+        let present: Vec<&Name> = self.peers.iter().map(|m| &m.peer).collect();
+        mailbox.push(None, event(json!({"type": "peers", "peers": present})));
+        self.expire_backlog(now, limits);
+        for queued in self.backlog.drain(..) {
+            mailbox.push(Some(queued.from), queued.data);
+        }
+        let joined = event(json!({"type": "join", "peer": who.peer}));
+        for other in &mut self.peers {
+            other.push(None, joined.clone());
+        }
+        self.peers.push(mailbox);
+        debug!(room = %who.room, peer = %who.peer, "peer joined");
+        token
+    }
+
+    /// Removes a mailbox; everyone else hears `leave`, and a poll parked on
+    /// it wakes, finds it gone, and ends empty.
+    fn remove(&mut self, index: usize) {
+        let gone = self.peers.remove(index);
+        gone.wake.notify_waiters();
+        let left = event(json!({"type": "leave", "peer": gone.peer}));
+        for other in &mut self.peers {
+            other.push(None, left.clone());
+        }
+    }
+
+    fn expire(&mut self, name: &Name, now: Instant, limits: &Limits) {
+        while let Some(index) = self.peers.iter().position(|m| {
+            m.parked == 0 && now.saturating_duration_since(m.last_seen) >= limits.peer_ttl
+        }) {
+            debug!(room = %name, peer = %self.peers[index].peer, "peer expired");
+            self.remove(index);
+        }
+        self.expire_backlog(now, limits);
+        while self
+            .receipts
+            .front()
+            .is_some_and(|r| now.saturating_duration_since(r.at) >= IDEMPOTENCY_WINDOW)
+        {
+            self.receipts.pop_front();
+        }
+    }
+
+    fn expire_backlog(&mut self, now: Instant, limits: &Limits) {
+        while self
+            .backlog
+            .front()
+            .is_some_and(|q| now.saturating_duration_since(q.at) >= limits.backlog_age)
+        {
+            self.backlog.pop_front();
+        }
+    }
+
+    fn recorded_receipt(&self, sender: &Name, key: &str, now: Instant) -> Option<Receipt> {
+        self.receipts
+            .iter()
+            .find(|r| {
+                r.sender == *sender
+                    && *r.key == *key
+                    && now.saturating_duration_since(r.at) < IDEMPOTENCY_WINDOW
+            })
+            .map(|r| r.receipt.clone())
+    }
+
+    fn record_receipt(&mut self, sender: Name, key: Box<str>, receipt: Receipt, now: Instant) {
+        if self.receipts.len() >= MAX_RECEIPTS_PER_ROOM {
+            self.receipts.pop_front();
+        }
+        self.receipts.push_back(IdempotencyRecord {
+            sender,
+            key,
+            receipt,
+            at: now,
+        });
+    }
+
+    fn is_empty(&self) -> bool {
+        self.peers.is_empty() && self.backlog.is_empty() && self.receipts.is_empty()
+    }
+}
+
+impl Mailbox {
+    fn new(peer: Name, token: Token, now: Instant) -> Mailbox {
+        Mailbox {
+            peer,
+            token,
+            epoch: new_epoch(),
+            messages: VecDeque::new(),
+            bytes: 0,
+            last_seq: 0,
+            acked: 0,
+            last_seen: now,
+            parked: 0,
+            poll_generation: 0,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    fn has_room_for(&self, size: usize, limits: &Limits) -> bool {
+        self.messages.len() < limits.mailbox_messages && self.bytes + size <= limits.mailbox_bytes
+    }
+
+    /// Appends a message and wakes a parked poll. Room events go through
+    /// here without a capacity check: they are small, and dropping one would
+    /// leave the reader with a wrong picture of the room.
+    fn push(&mut self, from: Option<Name>, data: Payload) {
+        self.last_seq += 1;
+        self.bytes += data.get().len();
+        self.messages.push_back(Envelope {
+            seq: self.last_seq,
+            from,
+            data,
+        });
+        self.wake.notify_waiters();
+    }
+
+    /// Acknowledges up to `since` if the cursor can be honoured, and returns
+    /// what the reader has not seen. `force_reset` marks a cursor known to
+    /// belong to another incarnation.
+    fn read(&mut self, since: u64, epoch: Option<&str>, force_reset: bool) -> Batch {
+        let honoured = !force_reset
+            && epoch.is_none_or(|e| e == &*self.epoch)
+            && (self.acked..=self.last_seq).contains(&since);
+        if honoured {
+            while self.messages.front().is_some_and(|m| m.seq <= since) {
+                if let Some(m) = self.messages.pop_front() {
+                    self.bytes -= m.data.get().len();
+                }
+            }
+            self.acked = since;
+        }
+        Batch {
+            messages: self.messages.iter().cloned().collect(),
+            // Whether honoured or reset, the batch holds everything up to
+            // `last_seq`, so that is where the reader stands afterwards.
+            next: self.last_seq,
+            epoch: self.epoch.clone(),
+            reset: !honoured,
+            issued_token: None,
+        }
+    }
+}
+
+fn event(value: serde_json::Value) -> Payload {
+    let raw = serde_json::value::to_raw_value(&value)
+        .expect("room events are plain JSON values and always serialize");
+    Arc::from(raw)
+}
+
+/// 8 characters of a URL-safe alphabet (48 random bits): enough that a
+/// restarted server or a rejoined peer never reuses a live epoch.
+fn new_epoch() -> Arc<str> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes: [u8; 8] = random_bytes();
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests;

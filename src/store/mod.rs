@@ -1,0 +1,197 @@
+//! Rooms, mailboxes and the rules of delivery: the part of the protocol that
+//! is independent of HTTP.
+//!
+//! [`Store`] is the narrow interface the HTTP layer talks to. It speaks in
+//! validated names, tokens and JSON payloads; it never sees a request, a
+//! header or a status code. The in-memory implementation is
+//! [`MemoryStore`]; another (for example one shared by many instances through
+//! Redis) can slot in behind the same trait.
+//!
+//! The delivery rules every implementation keeps:
+//! - each peer has a mailbox of messages numbered 1, 2, 3, ... (`seq`);
+//! - a poll with cursor `since = N` acknowledges and frees every message with
+//!   `seq <= N` and returns all messages after it, so a lost response is
+//!   delivered again (at-least-once) because the client's cursor did not move;
+//! - a cursor the mailbox cannot honour (another epoch, beyond the last seq,
+//!   or pointing at messages already freed) returns everything retained with
+//!   `reset = true`, never an error and never a silent gap;
+//! - a send is all-or-nothing: if any recipient's mailbox is full, nobody
+//!   gets the message;
+//! - messages from one sender reach each recipient in the order sent.
+
+mod memory;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use memory::MemoryStore;
+
+use crate::name::Name;
+use crate::token::Token;
+
+/// A message body as relayed: one JSON object, kept as the sender's text and
+/// shared between the recipients of a broadcast.
+pub type Payload = Arc<RawValue>;
+
+/// How long an `Idempotency-Key` remembers the reply it produced.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
+
+/// Who a request claims to be.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub room: Name,
+    pub peer: Name,
+    /// The token presented with the request. When the request creates the
+    /// peer's mailbox this is the token the client offers for itself.
+    pub token: Option<Token>,
+}
+
+/// A message to deliver.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub sender: Credentials,
+    /// `Some(peer)` for a direct message, `None` for everyone else in the room.
+    pub to: Option<Name>,
+    pub data: Payload,
+    /// A retry with the same key within [`IDEMPOTENCY_WINDOW`] is stored once
+    /// and gets the first receipt again.
+    pub idempotency_key: Option<Box<str>>,
+}
+
+/// What became of a sent message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    /// The peers whose mailboxes now hold the message.
+    pub delivered: Vec<Name>,
+    /// True when nobody else was in the room and the message went to the room
+    /// backlog, to be delivered to the next peer that joins.
+    pub queued: bool,
+}
+
+/// The result of a successful send.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub receipt: Receipt,
+    /// The sender's token when this request created the sender's mailbox.
+    pub issued_token: Option<Token>,
+}
+
+/// A long-poll for a peer's mailbox.
+#[derive(Debug, Clone)]
+pub struct PollRequest {
+    pub reader: Credentials,
+    /// The client's cursor: everything up to it has been received.
+    pub since: u64,
+    /// The mailbox incarnation the cursor belongs to, when the client knows it.
+    pub epoch: Option<Box<str>>,
+    /// How long to park when nothing is waiting. Zero answers at once.
+    pub wait: Duration,
+}
+
+/// One message in a mailbox, as handed to the reader.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    pub seq: u64,
+    /// The sending peer; `None` for room events (peers, join, leave).
+    pub from: Option<Name>,
+    pub data: Payload,
+}
+
+/// The answer to a poll.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub messages: Vec<Envelope>,
+    /// The cursor to send as `since` on the next poll.
+    pub next: u64,
+    /// The incarnation of the mailbox that `next` belongs to.
+    pub epoch: Arc<str>,
+    /// True when the request's cursor could not be honoured and `messages`
+    /// holds everything retained instead.
+    pub reset: bool,
+    /// The reader's token when this request created the reader's mailbox.
+    pub issued_token: Option<Token>,
+}
+
+/// Why the store refused a request. The HTTP layer maps each to a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("peer {peer} in room {room} belongs to someone else: present its token")]
+    TokenMissing { room: Name, peer: Name },
+    #[error("the token presented for peer {peer} in room {room} is wrong")]
+    TokenMismatch { room: Name, peer: Name },
+    #[error("peer {peer} is not in room {room}")]
+    NoSuchPeer { room: Name, peer: Name },
+    #[error("a peer cannot address a message to itself")]
+    SendToSelf,
+    #[error("the mailbox of {peer} is full")]
+    MailboxFull { peer: Name },
+    #[error("the backlog of room {room} is full")]
+    BacklogFull { room: Name },
+    #[error("room {room} already has {max} peers")]
+    RoomFull { room: Name, max: usize },
+    #[error("the server already holds {max} rooms")]
+    TooManyRooms { max: usize },
+    #[error("the server already holds {max} parked polls")]
+    TooManyParkedPolls { max: usize },
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// The bounds a store keeps. Every one is a command-line flag.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A peer not seen for this long leaves its room.
+    pub peer_ttl: Duration,
+    pub mailbox_messages: usize,
+    pub mailbox_bytes: usize,
+    pub backlog_messages: usize,
+    pub backlog_age: Duration,
+    pub room_peers: usize,
+    pub rooms: usize,
+    pub parked_polls: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            peer_ttl: Duration::from_secs(60),
+            mailbox_messages: 256,
+            mailbox_bytes: 1 << 20,
+            backlog_messages: 32,
+            backlog_age: Duration::from_secs(60),
+            room_peers: 16,
+            rooms: 20_000,
+            parked_polls: 20_000,
+        }
+    }
+}
+
+/// The room/mailbox store behind the `/signal` endpoints.
+pub trait Store: Send + Sync + 'static {
+    /// Delivers a message: to `to`, or to every other peer in the room, or to
+    /// the room backlog when nobody else is there. Creates the sender's
+    /// mailbox (the sender joins) when it does not exist yet.
+    fn send(&self, request: SendRequest) -> impl Future<Output = Result<Sent, StoreError>> + Send;
+
+    /// Returns the reader's messages after `since`, parking up to
+    /// `request.wait` for one to arrive. Creates the reader's mailbox (the
+    /// reader joins) when it does not exist yet. A newer poll on the same
+    /// mailbox, or [`Store::close`], ends a parked poll with an empty batch.
+    fn poll(&self, request: PollRequest) -> impl Future<Output = Result<Batch, StoreError>> + Send;
+
+    /// Removes the peer from its room at once (the others see `leave`).
+    /// Returns false when the peer was not there.
+    fn leave(&self, peer: Credentials) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Expires peers not seen for the TTL, old backlog and idempotency
+    /// records, and empty rooms. Called periodically by the server.
+    fn sweep(&self) -> impl Future<Output = ()> + Send;
+
+    /// Starts shutdown: parked polls end with an empty batch and new
+    /// requests are refused with [`StoreError::ShuttingDown`].
+    fn close(&self);
+}
