@@ -1,4 +1,23 @@
-//! WebRTC signaling over plain HTTP long-polling.
+//! WebRTC signaling over plain HTTP long-polling, for networks where
+//! WebSocket does not get through.
+//!
+//! Peers swap SDP offers, answers and ICE candidates through per-peer
+//! mailboxes: `POST /signal` to send, `GET /signal` with a cursor to
+//! long-poll. The wire protocol is specified in `docs/protocol.md`.
+//!
+//! - [`store`]: rooms, mailboxes and delivery rules, behind the [`store::Store`] trait;
+//! - [`api`]: HTTP routes, parsing and formatting over a store;
+//! - [`server`]: sockets, TLS, connections and graceful shutdown;
+//! - [`config`]: command-line flags and their environment variables.
+
+pub mod api;
+pub mod config;
 pub mod name;
+pub mod server;
 pub mod store;
+pub mod tls;
 pub mod token;
+pub mod web;
+
+pub use config::Config;
+pub use server::Server;

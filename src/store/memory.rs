@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
-use serde_json::json;
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -436,12 +436,12 @@ impl Room {
         let token = who.token.clone().unwrap_or_else(Token::generate);
         let mut mailbox = Mailbox::new(who.peer.clone(), token.clone(), now);
         let present: Vec<&Name> = self.peers.iter().map(|m| &m.peer).collect();
-        mailbox.push(None, event(json!({"type": "peers", "peers": present})));
+        mailbox.push(None, event(&RoomEvent::Peers { peers: present }));
         self.expire_backlog(now, limits);
         for queued in self.backlog.drain(..) {
             mailbox.push(Some(queued.from), queued.data);
         }
-        let joined = event(json!({"type": "join", "peer": who.peer}));
+        let joined = event(&RoomEvent::Join { peer: &who.peer });
         for other in &mut self.peers {
             other.push(None, joined.clone());
         }
@@ -455,7 +455,7 @@ impl Room {
     fn remove(&mut self, index: usize) {
         let gone = self.peers.remove(index);
         gone.wake.notify_waiters();
-        let left = event(json!({"type": "leave", "peer": gone.peer}));
+        let left = event(&RoomEvent::Leave { peer: &gone.peer });
         for other in &mut self.peers {
             other.push(None, left.clone());
         }
@@ -578,9 +578,25 @@ impl Mailbox {
     }
 }
 
-fn event(value: serde_json::Value) -> Payload {
-    let raw = serde_json::value::to_raw_value(&value)
-        .expect("room events are plain JSON values and always serialize");
+/// What the server itself tells a room, delivered with `"from": null`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum RoomEvent<'a> {
+    /// First message of every mailbox: who was already in the room.
+    Peers {
+        peers: Vec<&'a Name>,
+    },
+    Join {
+        peer: &'a Name,
+    },
+    Leave {
+        peer: &'a Name,
+    },
+}
+
+fn event(event: &RoomEvent<'_>) -> Payload {
+    let raw = serde_json::value::to_raw_value(event)
+        .expect("room events are names and strings, which always serialize");
     Arc::from(raw)
 }
 

@@ -1,0 +1,156 @@
+//! Every failure a client can see, as a value: a status, a message that says
+//! what was wrong and how to fix it, and the headers the status calls for.
+//! This is the only place errors become HTTP responses.
+
+use std::fmt::Display;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Seconds a client should wait before retrying a 429: a recipient's
+/// mailbox drains as soon as it polls, which is within one round trip.
+const RETRY_FULL_MAILBOX: u32 = 1;
+/// Seconds before retrying a 503: a restarting server is back in about this.
+const RETRY_UNAVAILABLE: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after: Option<u32>,
+    pub allow: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn method_not_allowed(method: impl Display, allow: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allow),
+            ..ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("method {method} is not allowed here; use one of: {allow}"),
+            )
+        }
+    }
+
+    fn retry_after(self, seconds: u32) -> ApiError {
+        ApiError {
+            retry_after: Some(seconds),
+            ..self
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+        }
+        let mut response = json_response(
+            self.status,
+            &Body {
+                error: &self.message,
+            },
+        );
+        let headers = response.headers_mut();
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self.allow {
+            headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        use StatusCode as S;
+        use StoreError as E;
+        match &error {
+            E::TokenMissing { .. } => ApiError::new(
+                S::FORBIDDEN,
+                format!(
+                    "{error}: send the X-Peer-Token header (or token= in the query) from the reply that created this peer, or pick another peer name"
+                ),
+            ),
+            E::TokenMismatch { .. } => ApiError::new(
+                S::FORBIDDEN,
+                format!(
+                    "{error}: use the token from the reply that created this peer, or pick another peer name"
+                ),
+            ),
+            E::NoSuchPeer { .. } => ApiError::not_found(format!(
+                "{error}: it has not polled yet or has left; send without `to` to reach everyone in the room"
+            )),
+            E::SendToSelf => ApiError::bad_request(format!("{error}: drop `to`, or name another peer")),
+            E::MailboxFull { .. } => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                format!(
+                    "{error}: nothing was stored for anyone; retry once it has polled (see Retry-After)"
+                ),
+            )
+            .retry_after(RETRY_FULL_MAILBOX),
+            E::BacklogFull { .. } => ApiError::new(
+                S::TOO_MANY_REQUESTS,
+                format!(
+                    "{error}: nobody else has joined yet; retry once a peer is in the room (see Retry-After)"
+                ),
+            )
+            .retry_after(RETRY_FULL_MAILBOX),
+            E::RoomFull { .. } => ApiError::new(
+                S::CONFLICT,
+                format!("{error}: use another room, or wait for a peer to leave"),
+            ),
+            E::TooManyRooms { .. } | E::TooManyParkedPolls { .. } => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                format!("{error}: retry later (see Retry-After)"),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
+            E::ShuttingDown => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                format!("{error}: retry in a moment (see Retry-After)"),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
+        }
+    }
+}
+
+/// A JSON response. Serializing the types this crate replies with cannot
+/// fail (plain structs, strings and already-validated raw JSON), so a
+/// failure is a bug and becomes a plain 500 rather than a panic.
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let (status, bytes) = match serde_json::to_vec(body) {
+        Ok(bytes) => (status, bytes),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            br#"{"error":"the server failed to encode its reply"}"#.to_vec(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

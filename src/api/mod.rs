@@ -1,0 +1,281 @@
+//! The HTTP face of the store: routes, request parsing and reply formatting.
+//! Everything about delivery itself is in [`crate::store`]; this module only
+//! translates between HTTP and the [`Store`] interface.
+
+mod cors;
+mod error;
+mod params;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Bytes};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+pub use cors::Cors;
+pub use error::{ApiError, json_response};
+use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
+
+use crate::store::{Batch, Envelope, Payload, PollRequest, SendRequest, Store};
+use crate::token::Token;
+use crate::web;
+
+/// Methods `/signal` answers, for `Allow` and CORS preflight.
+pub const SIGNAL_METHODS: &str = "GET, POST, DELETE, OPTIONS";
+const STATIC_METHODS: &str = "GET, HEAD";
+
+/// The HTTP-facing settings.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub max_body: usize,
+    pub poll_timeout: Duration,
+    pub max_poll_timeout: Duration,
+    pub cors: Cors,
+    pub web_dir: PathBuf,
+}
+
+/// Routes requests to the store and formats its answers.
+pub struct Api<S> {
+    store: Arc<S>,
+    settings: ApiSettings,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+impl<S: Store> Api<S> {
+    pub fn new(store: Arc<S>, settings: ApiSettings) -> Api<S> {
+        Api { store, settings }
+    }
+
+    /// Answers one request. Never fails: every error is a JSON reply.
+    pub async fn handle<B>(&self, request: Request<B>) -> Reply
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = request.method().clone();
+        match request.uri().path() {
+            "/signal" => {
+                let request_headers = request.headers().clone();
+                let mut reply = self
+                    .signal(request)
+                    .await
+                    .unwrap_or_else(ApiError::into_response);
+                let headers = reply.headers_mut();
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if method == Method::OPTIONS {
+                    self.settings.cors.preflight(&request_headers, headers);
+                } else {
+                    self.settings.cors.decorate(&request_headers, headers);
+                }
+                reply
+            }
+            "/healthz" if is_read(&method) => {
+                json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            }
+            path if is_read(&method) => web::serve(&self.settings.web_dir, path)
+                .await
+                .unwrap_or_else(ApiError::into_response),
+            path => {
+                let error = if path == "/healthz" || path == "/" {
+                    ApiError::method_not_allowed(&method, STATIC_METHODS)
+                } else {
+                    ApiError::not_found(format!(
+                        "no endpoint {method} {path}: the API is GET, POST and DELETE /signal"
+                    ))
+                };
+                error.into_response()
+            }
+        }
+    }
+
+    async fn signal<B>(&self, request: Request<B>) -> Result<Reply, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match *request.method() {
+            Method::GET => self.receive(request).await,
+            Method::POST => self.send(request).await,
+            Method::DELETE => self.leave(request).await,
+            Method::OPTIONS => {
+                let mut reply = Response::new(Full::default());
+                *reply.status_mut() = StatusCode::NO_CONTENT;
+                reply.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    HeaderValue::from_static(SIGNAL_METHODS),
+                );
+                Ok(reply)
+            }
+            ref other => Err(ApiError::method_not_allowed(other, SIGNAL_METHODS)),
+        }
+    }
+
+    /// `GET /signal`: long-poll the peer's mailbox.
+    async fn receive<B>(&self, request: Request<B>) -> Result<Reply, ApiError> {
+        let params = Params::parse(request.uri().query())?;
+        let reader = params.credentials(request.headers())?;
+        let wait = params
+            .timeout()?
+            .unwrap_or(self.settings.poll_timeout)
+            .min(self.settings.max_poll_timeout);
+        let batch = self
+            .store
+            .poll(PollRequest {
+                reader,
+                since: params.since()?,
+                epoch: params.epoch()?,
+                wait,
+            })
+            .await?;
+        let mut reply = json_response(StatusCode::OK, &BatchBody::from(&batch));
+        attach_token(&mut reply, batch.issued_token.as_ref());
+        Ok(reply)
+    }
+
+    /// `POST /signal`: deliver a message.
+    async fn send<B>(&self, request: Request<B>) -> Result<Reply, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let params = Params::parse(request.uri().query())?;
+        let sender = params.credentials(request.headers())?;
+        let to = params.to()?;
+        let kind = body_kind(request.headers())?;
+        let sdp_type = match kind {
+            BodyKind::Sdp => Some(params.sdp_type()?),
+            BodyKind::Json => None,
+        };
+        let idempotency_key = idempotency_key(request.headers())?;
+        let body = self.read_body(request).await?;
+        let data = match sdp_type {
+            Some(sdp_type) => wrap_sdp(sdp_type, &body)?,
+            None => json_object(&body)?,
+        };
+        let sent = self
+            .store
+            .send(SendRequest {
+                sender,
+                to,
+                data,
+                idempotency_key,
+            })
+            .await?;
+        let mut reply = json_response(StatusCode::ACCEPTED, &sent.receipt);
+        attach_token(&mut reply, sent.issued_token.as_ref());
+        Ok(reply)
+    }
+
+    /// `DELETE /signal`: leave the room now rather than after the TTL.
+    async fn leave<B>(&self, request: Request<B>) -> Result<Reply, ApiError> {
+        let params = Params::parse(request.uri().query())?;
+        let peer = params.credentials(request.headers())?;
+        let left = self.store.leave(peer).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "left": left }),
+        ))
+    }
+
+    async fn read_body<B>(&self, request: Request<B>) -> Result<Bytes, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let limit = self.settings.max_body;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than {limit} bytes: send less (SDP and candidates fit easily)"
+                ),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        match Limited::new(request.into_body(), limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the request body could not be read: {e}"
+            ))),
+        }
+    }
+}
+
+fn is_read(method: &Method) -> bool {
+    *method == Method::GET || *method == Method::HEAD
+}
+
+fn attach_token(reply: &mut Reply, token: Option<&Token>) {
+    // Tokens are a URL-safe alphabet, always a valid header value.
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(t.expose()).ok()) {
+        reply.headers_mut().insert(PEER_TOKEN, value);
+    }
+}
+
+/// A JSON body that is one object, kept as the sender's text.
+fn json_object(body: &[u8]) -> Result<Payload, ApiError> {
+    let raw: Box<RawValue> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if !raw.get().starts_with('{') {
+        return Err(ApiError::bad_request(
+            "the body must be one JSON object, like {\"type\":\"offer\",\"sdp\":\"...\"}",
+        ));
+    }
+    Ok(Arc::from(raw))
+}
+
+/// Raw SDP becomes `{"type": T, "sdp": BODY}`, the shape an
+/// `RTCSessionDescription` has, so the receiver cannot tell it from a JS peer.
+fn wrap_sdp(sdp_type: &str, body: &[u8]) -> Result<Payload, ApiError> {
+    let sdp = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the SDP body is not UTF-8 text"))?;
+    if sdp.trim().is_empty() {
+        return Err(ApiError::bad_request("the SDP body is empty"));
+    }
+    #[derive(Serialize)]
+    struct Description<'a> {
+        r#type: &'a str,
+        sdp: &'a str,
+    }
+    let raw = serde_json::value::to_raw_value(&Description {
+        r#type: sdp_type,
+        sdp,
+    })
+    .map_err(|e| ApiError::bad_request(format!("the SDP body cannot be relayed: {e}")))?;
+    Ok(Arc::from(raw))
+}
+
+/// The wire shape of a poll's answer (see docs/protocol.md).
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    messages: &'a [Envelope],
+    next: u64,
+    epoch: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    reset: bool,
+}
+
+impl<'a> From<&'a Batch> for BatchBody<'a> {
+    fn from(batch: &'a Batch) -> BatchBody<'a> {
+        BatchBody {
+            messages: &batch.messages,
+            next: batch.next,
+            epoch: &batch.epoch,
+            reset: batch.reset,
+        }
+    }
+}

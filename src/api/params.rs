@@ -1,0 +1,258 @@
+//! What a `/signal` request says, read from its query and headers and
+//! checked, with an error that tells the client how to fix each mistake.
+
+use std::time::Duration;
+
+use hyper::HeaderMap;
+use hyper::header::{CONTENT_TYPE, HeaderName};
+
+use super::error::ApiError;
+use crate::name::Name;
+use crate::store::Credentials;
+use crate::token::Token;
+
+pub const PEER_TOKEN: HeaderName = HeaderName::from_static("x-peer-token");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+const NAME_RULE: &str = "1 to 64 characters of A-Z a-z 0-9 _ . -";
+const MAX_EPOCH_LEN: usize = 64;
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The query parameters `/signal` understands, each at most once. Unknown
+/// parameters are ignored so clients can add cache-busters.
+#[derive(Debug, Default)]
+pub struct Params {
+    room: Option<String>,
+    peer: Option<String>,
+    to: Option<String>,
+    since: Option<String>,
+    epoch: Option<String>,
+    timeout: Option<String>,
+    token: Option<String>,
+    sdp_type: Option<String>,
+}
+
+/// How a POST body is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// One JSON object, relayed as is.
+    Json,
+    /// Raw SDP, wrapped as `{"type": ..., "sdp": ...}`.
+    Sdp,
+}
+
+impl Params {
+    pub fn parse(query: Option<&str>) -> Result<Params, ApiError> {
+        let mut params = Params::default();
+        for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            let slot = match &*key {
+                "room" => &mut params.room,
+                "peer" => &mut params.peer,
+                "to" => &mut params.to,
+                "since" => &mut params.since,
+                "epoch" => &mut params.epoch,
+                "timeout" => &mut params.timeout,
+                "token" => &mut params.token,
+                "type" => &mut params.sdp_type,
+                _ => continue,
+            };
+            if slot.is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "`{key}` is given more than once; give it once"
+                )));
+            }
+            *slot = Some(value.into_owned());
+        }
+        Ok(params)
+    }
+
+    /// Room, peer and token: who the request speaks for.
+    pub fn credentials(&self, headers: &HeaderMap) -> Result<Credentials, ApiError> {
+        Ok(Credentials {
+            room: required_name("room", self.room.as_deref())?,
+            peer: required_name("peer", self.peer.as_deref())?,
+            token: self.token(headers)?,
+        })
+    }
+
+    fn token(&self, headers: &HeaderMap) -> Result<Option<Token>, ApiError> {
+        let header = match headers.get(&PEER_TOKEN) {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| bad_token("X-Peer-Token"))?),
+        };
+        let text = match (header, self.token.as_deref()) {
+            (Some(h), Some(q)) if h != q => {
+                return Err(ApiError::bad_request(
+                    "the X-Peer-Token header and token= disagree; send one of them",
+                ));
+            }
+            (Some(h), _) => Some((h, "X-Peer-Token")),
+            (None, Some(q)) => Some((q, "token")),
+            (None, None) => None,
+        };
+        text.map(|(text, field)| Token::parse(text).map_err(|_| bad_token(field)))
+            .transpose()
+    }
+
+    pub fn to(&self) -> Result<Option<Name>, ApiError> {
+        self.to.as_deref().map(|to| name("to", to)).transpose()
+    }
+
+    pub fn since(&self) -> Result<u64, ApiError> {
+        match self.since.as_deref() {
+            None => Ok(0),
+            Some(text) => text.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "`since` must be a whole number of at least 0: the `next` of your last poll, or 0 at first",
+                )
+            }),
+        }
+    }
+
+    pub fn epoch(&self) -> Result<Option<Box<str>>, ApiError> {
+        match self.epoch.as_deref() {
+            Some(epoch) if epoch.len() > MAX_EPOCH_LEN => Err(ApiError::bad_request(
+                "`epoch` is too long: send back the `epoch` of your last poll",
+            )),
+            Some("") | None => Ok(None),
+            Some(epoch) => Ok(Some(epoch.into())),
+        }
+    }
+
+    pub fn timeout(&self) -> Result<Option<Duration>, ApiError> {
+        self.timeout
+            .as_deref()
+            .map(|text| {
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(1e6)))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "`timeout` must be a number of seconds of at least 0 (e.g. 25 or 0.5)",
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    /// The SDP type of an `application/sdp` body: `offer` unless told.
+    pub fn sdp_type(&self) -> Result<&'static str, ApiError> {
+        match self.sdp_type.as_deref() {
+            None | Some("offer") => Ok("offer"),
+            Some("answer") => Ok("answer"),
+            Some(_) => Err(ApiError::bad_request(
+                "`type` must be offer or answer for an application/sdp body",
+            )),
+        }
+    }
+}
+
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, ApiError> {
+    let Some(value) = headers.get(&IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY_LEN
+        || !bytes.iter().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+        )));
+    }
+    // Every byte is ASCII, so this is the same text.
+    Ok(Some(String::from_utf8_lossy(bytes).into()))
+}
+
+pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let media_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match media_type.as_deref() {
+        Some("application/json") => Ok(BodyKind::Json),
+        Some("application/sdp") => Ok(BodyKind::Sdp),
+        other => Err(ApiError::new(
+            hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "Content-Type {} is not accepted: send application/json (one JSON object) or application/sdp (raw SDP, with type=offer|answer in the query)",
+                other.map_or_else(|| "(none)".to_owned(), |t| format!("{t:?}"))
+            ),
+        )),
+    }
+}
+
+fn required_name(field: &str, value: Option<&str>) -> Result<Name, ApiError> {
+    match value {
+        None => Err(ApiError::bad_request(format!(
+            "missing `{field}`: add {field}=NAME to the query ({NAME_RULE})"
+        ))),
+        Some(value) => name(field, value),
+    }
+}
+
+fn name(field: &str, value: &str) -> Result<Name, ApiError> {
+    Name::parse(value).map_err(|e| ApiError::bad_request(format!("`{field}` {e}: use {NAME_RULE}")))
+}
+
+fn bad_token(field: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "`{field}` {}: send the token from the reply that created this peer",
+        crate::token::TokenError
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_decodes() {
+        let p = Params::parse(Some("room=r1&peer=al%69ce&since=7&timeout=0.5&x=1")).unwrap();
+        let who = p.credentials(&HeaderMap::new()).unwrap();
+        assert_eq!(who.peer.as_str(), "alice");
+        assert_eq!(p.since().unwrap(), 7);
+        assert_eq!(p.timeout().unwrap(), Some(Duration::from_millis(500)));
+        assert_eq!(p.to().unwrap(), None);
+        assert_eq!(p.sdp_type().unwrap(), "offer");
+    }
+
+    #[test]
+    fn refuses_duplicates_and_garbage() {
+        assert!(Params::parse(Some("room=a&room=b")).is_err());
+        let p = Params::parse(Some("room=a&peer=b&since=-1&timeout=abc&type=bogus")).unwrap();
+        assert!(p.since().is_err());
+        assert!(p.timeout().is_err());
+        assert!(p.sdp_type().is_err());
+        let missing = Params::parse(Some("peer=b")).unwrap();
+        let err = missing.credentials(&HeaderMap::new()).unwrap_err();
+        assert!(err.message.contains("missing `room`"), "{}", err.message);
+    }
+
+    #[test]
+    fn header_and_query_tokens_must_agree() {
+        let p = Params::parse(Some("room=a&peer=b&token=aaaaaaaaaaaaaaaa")).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(PEER_TOKEN, "bbbbbbbbbbbbbbbb".parse().unwrap());
+        assert!(p.credentials(&headers).is_err());
+        headers.insert(PEER_TOKEN, "aaaaaaaaaaaaaaaa".parse().unwrap());
+        assert!(p.credentials(&headers).unwrap().token.is_some());
+    }
+
+    #[test]
+    fn content_types() {
+        let mut headers = HeaderMap::new();
+        assert!(body_kind(&headers).is_err());
+        headers.insert(
+            CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
+        assert_eq!(body_kind(&headers).unwrap(), BodyKind::Json);
+        headers.insert(CONTENT_TYPE, "application/sdp".parse().unwrap());
+        assert_eq!(body_kind(&headers).unwrap(), BodyKind::Sdp);
+        headers.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(body_kind(&headers).unwrap_err().status, 415);
+    }
+}

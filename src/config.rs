@@ -1,0 +1,217 @@
+//! Command-line flags, each with an environment-variable twin (`SIGNAL_*`),
+//! so the same binary is configured by hand, by systemd or by a container
+//! platform without a config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::store::Limits;
+
+/// WebRTC signaling over plain HTTP long-polling, for networks where
+/// WebSocket does not get through.
+///
+/// Durations are in seconds and may be fractional (`0.5`), or carry an `ms`
+/// or `s` suffix (`500ms`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "signal-relay", version, about, long_about = None)]
+pub struct Config {
+    /// Address and port to listen on; `0.0.0.0:3000` accepts other machines.
+    #[arg(long, env = "SIGNAL_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
+    #[arg(long, env = "SIGNAL_TLS")]
+    pub tls: bool,
+
+    /// Certificate chain (PEM). With --tls, generated self-signed if missing.
+    #[arg(long, env = "SIGNAL_TLS_CERT", default_value = "ssl/server.crt")]
+    pub tls_cert: PathBuf,
+
+    /// Private key (PEM). With --tls, generated if missing.
+    #[arg(long, env = "SIGNAL_TLS_KEY", default_value = "ssl/server.key")]
+    pub tls_key: PathBuf,
+
+    /// Extra DNS name or IP address for a generated certificate, besides
+    /// localhost, 127.0.0.1 and ::1 (repeatable, or comma-separated).
+    #[arg(long = "tls-san", env = "SIGNAL_TLS_SAN", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
+
+    /// Folder served at `/` (the browser client).
+    #[arg(long, env = "SIGNAL_WEB_DIR", default_value = "web")]
+    pub web_dir: PathBuf,
+
+    /// Allow browsers on this origin to call /signal cross-origin; `*` for
+    /// any (repeatable, or comma-separated). Off by default.
+    #[arg(
+        long = "cors-origin",
+        env = "SIGNAL_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// How long a poll parks when it gives no `timeout`.
+    #[arg(long, env = "SIGNAL_POLL_TIMEOUT", default_value = "25", value_parser = parse_duration)]
+    pub poll_timeout: Duration,
+
+    /// The longest a poll may ask to park; longer requests are clamped.
+    #[arg(long, env = "SIGNAL_MAX_POLL_TIMEOUT", default_value = "60", value_parser = parse_duration)]
+    pub max_poll_timeout: Duration,
+
+    /// A peer not seen for this long leaves its room (others get `leave`).
+    #[arg(long, env = "SIGNAL_PEER_TTL", default_value = "60", value_parser = parse_duration)]
+    pub peer_ttl: Duration,
+
+    /// Largest accepted POST body, in bytes.
+    #[arg(long, env = "SIGNAL_MAX_BODY", default_value_t = 64 * 1024)]
+    pub max_body: usize,
+
+    /// Most unacknowledged messages one mailbox holds before sends to it get 429.
+    #[arg(long, env = "SIGNAL_MAILBOX_MESSAGES", default_value_t = Limits::default().mailbox_messages)]
+    pub mailbox_messages: usize,
+
+    /// Most unacknowledged bytes one mailbox holds before sends to it get 429.
+    #[arg(long, env = "SIGNAL_MAILBOX_BYTES", default_value_t = Limits::default().mailbox_bytes)]
+    pub mailbox_bytes: usize,
+
+    /// Most messages waiting in a room for its next peer.
+    #[arg(long, env = "SIGNAL_BACKLOG_MESSAGES", default_value_t = Limits::default().backlog_messages)]
+    pub backlog_messages: usize,
+
+    /// How long a message waits in a room for its next peer.
+    #[arg(long, env = "SIGNAL_BACKLOG_AGE", default_value = "60", value_parser = parse_duration)]
+    pub backlog_age: Duration,
+
+    /// Most peers in one room.
+    #[arg(long, env = "SIGNAL_ROOM_PEERS", default_value_t = Limits::default().room_peers)]
+    pub room_peers: usize,
+
+    /// Most rooms on the server.
+    #[arg(long, env = "SIGNAL_MAX_ROOMS", default_value_t = Limits::default().rooms)]
+    pub max_rooms: usize,
+
+    /// Most polls parked at once on the server; past it polls get 503.
+    #[arg(long, env = "SIGNAL_MAX_PARKED_POLLS", default_value_t = Limits::default().parked_polls)]
+    pub max_parked_polls: usize,
+
+    /// Time a client has to send its request headers (and, with TLS, to
+    /// finish the handshake); also how long an idle connection stays open.
+    #[arg(long, env = "SIGNAL_HEADER_TIMEOUT", default_value = "10", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+}
+
+impl Config {
+    /// Checks the combinations that single flags cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.poll_timeout > self.max_poll_timeout {
+            return Err(format!(
+                "--poll-timeout ({:?}) must not exceed --max-poll-timeout ({:?})",
+                self.poll_timeout, self.max_poll_timeout
+            ));
+        }
+        if self.max_body > self.mailbox_bytes {
+            return Err(format!(
+                "--max-body ({}) must not exceed --mailbox-bytes ({}), or a largest message could never be delivered",
+                self.max_body, self.mailbox_bytes
+            ));
+        }
+        if self.room_peers < 2 {
+            return Err("--room-peers must be at least 2".into());
+        }
+        for (flag, value) in [
+            ("--mailbox-messages", self.mailbox_messages),
+            ("--max-rooms", self.max_rooms),
+            ("--max-body", self.max_body),
+        ] {
+            if value == 0 {
+                return Err(format!("{flag} must be at least 1"));
+            }
+        }
+        for (flag, value) in [
+            ("--peer-ttl", self.peer_ttl),
+            ("--header-timeout", self.header_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(format!("{flag} must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's share of the configuration.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            peer_ttl: self.peer_ttl,
+            mailbox_messages: self.mailbox_messages,
+            mailbox_bytes: self.mailbox_bytes,
+            backlog_messages: self.backlog_messages,
+            backlog_age: self.backlog_age,
+            room_peers: self.room_peers,
+            rooms: self.max_rooms,
+            parked_polls: self.max_parked_polls,
+        }
+    }
+}
+
+/// Parses `25`, `0.5`, `2s` or `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e9);
+    seconds
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a duration: use seconds (25, 0.5, 2s) or 500ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("25"), Ok(Duration::from_secs(25)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in ["", "-1", "abc", "NaN", "inf", "1e99"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_consistent() {
+        let config = Config::parse_from(["signal-relay"]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.poll_timeout, Duration::from_secs(25));
+        assert_eq!(config.max_poll_timeout, Duration::from_secs(60));
+        assert_eq!(config.peer_ttl, Duration::from_secs(60));
+        assert_eq!(config.max_body, 65536);
+    }
+
+    #[test]
+    fn inconsistent_flags_are_refused() {
+        let config = Config::parse_from(["signal-relay", "--poll-timeout", "90"]);
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("--max-poll-timeout")
+        );
+        let config = Config::parse_from(["signal-relay", "--max-body", "2000000"]);
+        assert!(config.validate().unwrap_err().contains("--mailbox-bytes"));
+    }
+}

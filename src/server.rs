@@ -1,0 +1,294 @@
+//! The listening socket, connections, and their orderly end.
+//!
+//! Each accepted connection gets one task, served by hyper-util's
+//! `server::conn::auto` (HTTP/1.1 and HTTP/2; over TLS, the protocol ALPN
+//! chose). Shutdown is a first-class path: stop accepting, end parked polls
+//! with an empty batch, let in-flight requests finish, and return within
+//! [`SHUTDOWN_GRACE`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::api::{Api, ApiSettings, Cors};
+use crate::config::Config;
+use crate::store::{MemoryStore, Store};
+use crate::tls::{self, TlsError};
+
+/// How long shutdown waits for in-flight requests before returning anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// hyper's per-connection read buffer cap: room for any sane request head
+/// while keeping a parked connection small.
+const MAX_HTTP1_BUFFER: usize = 16 * 1024;
+/// HTTP/2 streams one connection may run at once (a page needs two or three).
+const MAX_H2_STREAMS: u32 = 64;
+/// Ping an idle HTTP/2 connection this often; close it if a ping goes unanswered as long.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Pause after an accept error (e.g. out of file descriptors) before trying
+/// again, so the loop waits for capacity instead of spinning on the error.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// A bound, ready server. [`Server::run`] serves until its shutdown future
+/// completes.
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    store: Arc<MemoryStore>,
+    api: Arc<Api<MemoryStore>>,
+    header_timeout: Duration,
+    sweep_every: Duration,
+}
+
+impl Server {
+    /// Checks the configuration, prepares TLS and binds the listener.
+    pub async fn bind(config: &Config) -> Result<Server, StartError> {
+        config.validate().map_err(StartError::Config)?;
+        let cors = Cors::from_origins(&config.cors_origins).map_err(StartError::Config)?;
+        let tls = if config.tls {
+            let loaded =
+                tls::load_or_generate(&config.tls_cert, &config.tls_key, &config.tls_sans)?;
+            if loaded.generated {
+                info!(
+                    cert = %config.tls_cert.display(),
+                    key = %config.tls_key.display(),
+                    "generated a self-signed certificate; trust it with `curl --cacert {}` (or use -k), and accept it once in a browser",
+                    config.tls_cert.display(),
+                );
+            }
+            Some(loaded.acceptor)
+        } else {
+            None
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+
+        let store = Arc::new(MemoryStore::new(config.limits()));
+        let api = Arc::new(Api::new(
+            store.clone(),
+            ApiSettings {
+                max_body: config.max_body,
+                poll_timeout: config.poll_timeout,
+                max_poll_timeout: config.max_poll_timeout,
+                cors,
+                web_dir: config.web_dir.clone(),
+            },
+        ));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        info!(
+            listen = %local_addr,
+            tls = tls.is_some(),
+            cert = %if tls.is_some() { config.tls_cert.display().to_string() } else { "-".into() },
+            web_dir = %config.web_dir.display(),
+            "signal relay listening on {scheme}://{local_addr}/",
+        );
+        Ok(Server {
+            listener,
+            local_addr,
+            tls,
+            store,
+            api,
+            header_timeout: config.header_timeout,
+            // Often enough that a peer leaves within about a quarter TTL of
+            // expiring, rarely enough that sweeping costs nothing.
+            sweep_every: (config.peer_ttl / 4)
+                .clamp(Duration::from_millis(50), Duration::from_secs(5)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            listener,
+            tls,
+            store,
+            api,
+            header_timeout,
+            sweep_every,
+            ..
+        } = self;
+        let protocols = Arc::new(Protocols::new(header_timeout));
+        let graceful = GracefulShutdown::new();
+        let sweeper = tokio::spawn(sweep_periodically(store.clone(), sweep_every));
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, remote)) => {
+                    let connection = Connection {
+                        api: api.clone(),
+                        protocols: protocols.clone(),
+                        header_timeout,
+                        watcher: graceful.watcher(),
+                    };
+                    tokio::spawn(connection.serve(stream, remote, tls.clone()));
+                }
+                Err(error) => {
+                    warn!(%error, "accept failed; pausing before the next accept");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            }
+        }
+
+        drop(listener);
+        info!(
+            connections = graceful.count(),
+            parked_polls = store.parked_polls(),
+            "shutting down: no new connections, ending parked polls"
+        );
+        store.close();
+        sweeper.abort();
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!("some connections were still busy after {SHUTDOWN_GRACE:?}; closing them");
+        }
+        info!("shut down");
+    }
+}
+
+async fn sweep_periodically(store: Arc<MemoryStore>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        store.sweep().await;
+    }
+}
+
+/// The three ways a connection can be served. Over TLS, ALPN already says
+/// which protocol the client speaks; the auto builder's version sniffing
+/// has no timeout of its own, so it is used only for plain TCP, after the
+/// first bytes have arrived.
+struct Protocols {
+    sniffing: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(header_timeout: Duration) -> Protocols {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HTTP1_BUFFER);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .keep_alive_interval(H2_KEEP_ALIVE)
+            .keep_alive_timeout(H2_KEEP_ALIVE);
+        Protocols {
+            sniffing: builder.clone(),
+            http1: builder.clone().http1_only(),
+            http2: builder.http2_only(),
+        }
+    }
+}
+
+struct Connection {
+    api: Arc<Api<MemoryStore>>,
+    protocols: Arc<Protocols>,
+    header_timeout: Duration,
+    watcher: Watcher,
+}
+
+impl Connection {
+    async fn serve(self, stream: TcpStream, remote: SocketAddr, tls: Option<TlsAcceptor>) {
+        // Signaling messages are small and latency-bound.
+        let _ = stream.set_nodelay(true);
+        match tls {
+            None => {
+                // A client that connects and says nothing is dropped here;
+                // once bytes flow, hyper's header timeout takes over.
+                match tokio::time::timeout(self.header_timeout, stream.readable()).await {
+                    Ok(Ok(())) => {}
+                    _ => return debug!(%remote, "connection sent nothing in time; closed"),
+                }
+                let builder = self.protocols.sniffing.clone();
+                self.serve_with(&builder, stream, remote).await;
+            }
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(
+                    self.header_timeout,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => return debug!(%remote, %error, "TLS handshake failed"),
+                    Err(_) => return debug!(%remote, "TLS handshake timed out"),
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let builder = if h2 {
+                    self.protocols.http2.clone()
+                } else {
+                    self.protocols.http1.clone()
+                };
+                self.serve_with(&builder, stream, remote).await;
+            }
+        }
+    }
+
+    async fn serve_with<I>(self, builder: &auto::Builder<TokioExecutor>, io: I, remote: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let api = self.api;
+        let service = service_fn(move |request: Request<Incoming>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(request).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(error) = self.watcher.watch(connection).await {
+            debug!(%remote, %error, "connection ended with an error");
+        }
+    }
+}
