@@ -246,8 +246,11 @@ impl Connection {
             None => {
                 // A client that connects and says nothing is dropped here;
                 // once bytes flow, hyper's header timeout takes over.
-                match tokio::time::timeout(self.header_timeout, stream.readable()).await {
-                    Ok(Ok(())) => {}
+                // (`peek` waits for a byte; `readable` may report readiness
+                // spuriously.)
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
                     _ => return debug!(%remote, "connection sent nothing in time; closed"),
                 }
                 let builder = self.protocols.sniffing.clone();

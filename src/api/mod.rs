@@ -28,6 +28,10 @@ use crate::web;
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
 pub const SIGNAL_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const STATIC_METHODS: &str = "GET, HEAD";
+/// Deepest nesting a relayed JSON message may have. Signaling messages use
+/// three or four levels; a deeply nested one would make the receiver's
+/// `JSON.parse` throw on every poll of its batch, a poison message.
+pub const MAX_JSON_DEPTH: usize = 64;
 
 /// The HTTP-facing settings.
 #[derive(Debug, Clone)]
@@ -235,7 +239,39 @@ fn json_object(body: &[u8]) -> Result<Payload, ApiError> {
             "the body must be one JSON object, like {\"type\":\"offer\",\"sdp\":\"...\"}",
         ));
     }
+    if nesting_depth(raw.get()) > MAX_JSON_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "the body nests deeper than {MAX_JSON_DEPTH} levels; signaling messages need a handful"
+        )));
+    }
     Ok(Arc::from(raw))
+}
+
+/// Deepest bracket nesting of valid JSON text, without recursion.
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Raw SDP becomes `{"type": T, "sdp": BODY}`, the shape an
@@ -257,6 +293,29 @@ fn wrap_sdp(sdp_type: &str, body: &[u8]) -> Result<Payload, ApiError> {
     })
     .map_err(|e| ApiError::bad_request(format!("the SDP body cannot be relayed: {e}")))?;
     Ok(Arc::from(raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_ignores_brackets_in_strings() {
+        assert_eq!(nesting_depth(r#"{}"#), 1);
+        assert_eq!(nesting_depth(r#"{"a":[{"b":1}],"c":{}}"#), 3);
+        assert_eq!(nesting_depth(r#"{"s":"[[[{{{\"]]]"}"#), 1);
+        assert_eq!(nesting_depth(&("[".repeat(70) + &"]".repeat(70))), 70);
+    }
+
+    #[test]
+    fn json_bodies() {
+        assert!(json_object(br#" {"type":"offer"} "#).is_ok());
+        assert!(json_object(b"[]").is_err());
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
+        assert!(json_object(deep.as_bytes()).is_err());
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));
+        assert!(json_object(ok.as_bytes()).is_ok());
+    }
 }
 
 /// The wire shape of a poll's answer (see docs/protocol.md).

@@ -1,0 +1,547 @@
+//! The wire protocol of docs/protocol.md, exercised over real HTTP against
+//! a real server on 127.0.0.1:0.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, client, data};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn a_parked_poll_is_woken_by_a_post() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await; // acknowledge `join bob`
+
+    let started = Instant::now();
+    let parked = tokio::spawn(async move {
+        let messages = alice.poll(20.0).await;
+        (messages, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !parked.is_finished(),
+        "the poll parks while the mailbox is empty"
+    );
+    let offer = json!({"type": "offer", "sdp": "v=0"});
+    let receipt = bob.send_ok(Some("alice"), &offer).await;
+    assert_eq!(receipt, json!({"delivered": ["alice"], "queued": false}));
+    let (messages, waited) = parked.await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["from"], "bob");
+    assert_eq!(messages[0]["data"], offer);
+    // Woken by the message, not by its 20 s timeout.
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+}
+
+#[tokio::test]
+async fn a_poll_with_nothing_times_out_with_an_empty_batch() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    let cursor = alice.since;
+    let started = Instant::now();
+    let (status, body) = alice.poll_raw(0.3).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(body["messages"], json!([]));
+    assert_eq!(body["next"], cursor, "an empty batch leaves the cursor");
+    assert!(body.get("reset").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn the_server_clamps_a_long_timeout() {
+    let server = TestServer::start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    let started = Instant::now();
+    assert!(alice.poll(3600.0).await.is_empty());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn acknowledging_frees_and_a_repeated_cursor_redelivers() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    for n in 1..=3 {
+        bob.send_ok(Some("alice"), &json!({ "n": n })).await;
+    }
+    let cursor = alice.since;
+    let first = alice.poll(0.0).await;
+    let seqs: Vec<u64> = first.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [2, 3, 4, 5], "`join bob` then three messages");
+
+    // The reply was lost: the client polls with the old cursor again.
+    alice.since = cursor;
+    let again = alice.poll(0.0).await;
+    assert_eq!(
+        again, first,
+        "at-least-once: everything after the cursor again"
+    );
+
+    // Acknowledge up to seq 4, then only seq 5 remains.
+    alice.since = 4;
+    let rest = alice.poll(0.0).await;
+    assert_eq!(data(&rest), [json!({"n": 3})]);
+    // And seq 3 is gone for good: asking for it is a reset, not a gap.
+    alice.since = 2;
+    let (_, body) = alice.poll_raw(0.0).await;
+    assert_eq!(body["reset"], true);
+    assert_eq!(body["next"], 5);
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_other_peer_and_to_only_one() {
+    let server = TestServer::start(&[]).await;
+    let mut peers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|p| server.peer("r", p))
+        .collect();
+    for p in &mut peers {
+        p.join().await;
+    }
+    let receipt = peers[0].send_ok(None, &json!({"m": "all"})).await;
+    assert_eq!(receipt, json!({"delivered": ["b", "c"], "queued": false}));
+    let receipt = peers[0].send_ok(Some("c"), &json!({"m": "c only"})).await;
+    assert_eq!(receipt, json!({"delivered": ["c"], "queued": false}));
+
+    let from_a = |messages: Vec<Value>| -> Vec<Value> {
+        messages
+            .into_iter()
+            .filter(|m| m["from"] == "a")
+            .map(|m| m["data"]["m"].clone())
+            .collect()
+    };
+    assert_eq!(from_a(peers[1].poll(0.0).await), [json!("all")]);
+    assert_eq!(
+        from_a(peers[2].poll(0.0).await),
+        [json!("all"), json!("c only")]
+    );
+    let own = peers[0].poll(0.0).await;
+    assert!(own.iter().all(|m| m["from"].is_null()), "no echo: {own:?}");
+}
+
+#[tokio::test]
+async fn the_backlog_goes_to_the_next_joiner() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    let offer = json!({"type": "offer", "sdp": "v=0"});
+    let receipt = alice.send_ok(None, &offer).await;
+    assert_eq!(receipt, json!({"delivered": [], "queued": true}));
+
+    let mut bob = server.peer("r", "bob");
+    let first = bob.poll(0.0).await;
+    assert_eq!(
+        first[0]["data"],
+        json!({"type": "peers", "peers": ["alice"]})
+    );
+    assert_eq!(first[1]["from"], "alice");
+    assert_eq!(first[1]["data"], offer);
+
+    let mut carol = server.peer("r", "carol");
+    assert_eq!(
+        carol.poll(0.0).await.len(),
+        1,
+        "the backlog went to bob only"
+    );
+}
+
+#[tokio::test]
+async fn room_events_peers_join_and_leave_after_the_ttl() {
+    let server = TestServer::start(&["--peer-ttl", "0.5"]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    assert!(alice.join().await.is_empty());
+    assert_eq!(bob.join().await, ["alice"]);
+    let events = alice.poll(0.0).await;
+    assert_eq!(events[0]["from"], Value::Null);
+    assert_eq!(events[0]["data"], json!({"type": "join", "peer": "bob"}));
+
+    // bob falls silent; alice keeps polling (a parked poll counts as alive,
+    // even one longer than the TTL).
+    let started = Instant::now();
+    let events = alice.poll(10.0).await;
+    assert_eq!(data(&events), [json!({"type": "leave", "peer": "bob"})]);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "woken by the leave"
+    );
+
+    // bob's name is free again, with a fresh token.
+    let old_token = bob.token.take();
+    bob.since = 0;
+    bob.epoch = None;
+    assert_eq!(bob.join().await, ["alice"]);
+    assert_ne!(bob.token, old_token);
+}
+
+#[tokio::test]
+async fn delete_leaves_at_once() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await;
+    let left = bob
+        .client
+        .delete(bob.signal_url(""))
+        .header("X-Peer-Token", bob.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), StatusCode::OK);
+    assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
+    assert_eq!(
+        data(&alice.poll(0.0).await),
+        [json!({"type": "leave", "peer": "bob"})]
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_checked() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    let token = alice.token.clone().unwrap();
+    assert_eq!(token.len(), 32, "128 bits as hex");
+
+    // Someone else using alice's name: without the token, with a wrong one.
+    let mut mallory = server.peer("r", "alice");
+    let (status, body) = mallory.poll_raw(0.0).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["error"].as_str().unwrap().contains("X-Peer-Token"),
+        "{body}"
+    );
+    mallory.token = Some("0123456789abcdef0123456789abcdef".into());
+    assert_eq!(mallory.poll_raw(0.0).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        mallory.send(None, &json!({})).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let delete = client()
+        .delete(server.url("/signal?room=r&peer=alice"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), StatusCode::FORBIDDEN);
+
+    // The right token works in the header and in the query.
+    assert_eq!(alice.poll_raw(0.0).await.0, StatusCode::OK);
+    let by_query = client()
+        .get(server.url(&format!(
+            "/signal?room=r&peer=alice&timeout=0&token={token}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), StatusCode::OK);
+    assert!(
+        by_query.headers().get("x-peer-token").is_none(),
+        "only on creation"
+    );
+}
+
+#[tokio::test]
+async fn an_offered_token_is_adopted() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.token = Some("alice-chose-this-secret".into());
+    let receipt = alice.send_ok(None, &json!({"hello": 1})).await;
+    assert_eq!(receipt["queued"], true, "a first POST joins and queues");
+    assert_eq!(alice.token.as_deref(), Some("alice-chose-this-secret"));
+    assert_eq!(alice.poll(0.0).await[0]["data"]["type"], "peers");
+}
+
+#[tokio::test]
+async fn a_second_poll_ends_the_first() {
+    let server = TestServer::start(&[]).await;
+    let mut first = server.peer("r", "alice");
+    first.join().await;
+    let mut second = server.peer("r", "alice");
+    second.token = first.token.clone();
+    second.since = first.since;
+    second.epoch = first.epoch.clone();
+
+    let started = Instant::now();
+    let parked = tokio::spawn(async move { first.poll_raw(20.0).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let newer = tokio::spawn(async move { second.poll_raw(0.5).await });
+    let (status, body) = parked.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["messages"], json!([]));
+    assert!(started.elapsed() < Duration::from_secs(10), "ended early");
+    assert_eq!(newer.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_poll_whose_client_hung_up_loses_nothing() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await;
+    // alice's poll is abandoned mid-wait (tab closed, proxy cut it).
+    let url = alice.signal_url(&format!("&since={}&timeout=20", alice.since));
+    let abandoned = client()
+        .get(url)
+        .header("X-Peer-Token", alice.token.clone().unwrap())
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(abandoned.is_err());
+    bob.send_ok(Some("alice"), &json!({"kept": true})).await;
+    assert_eq!(data(&alice.poll(5.0).await), [json!({"kept": true})]);
+}
+
+#[tokio::test]
+async fn a_foreign_epoch_resets() {
+    let server = TestServer::start(&["--peer-ttl", "0.3"]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.token = Some("alice-keeps-her-token".into());
+    alice.join().await;
+    let old_epoch = alice.epoch.clone().unwrap();
+    // alice's connection drops for longer than the TTL: she expires.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, body) = alice.poll_raw(0.0).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "her own token re-creates her: {body}"
+    );
+    assert_eq!(body["reset"], true, "{body}");
+    assert_ne!(body["epoch"], old_epoch.as_str());
+    assert_eq!(
+        body["messages"][0]["data"]["type"], "peers",
+        "nothing skipped"
+    );
+    assert_eq!(body["next"], 1);
+    let (_, calm) = alice.poll_raw(0.0).await;
+    assert!(
+        calm.get("reset").is_none(),
+        "the new cursor is honoured: {calm}"
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_server_resets_its_clients() {
+    let first = TestServer::start(&[]).await;
+    let mut alice = first.peer("r", "alice");
+    alice.token = Some("alice-keeps-her-token".into());
+    alice.join().await;
+    let (old_cursor, old_epoch) = (alice.since, alice.epoch.clone());
+    first.shutdown().await;
+
+    let second = TestServer::start(&[]).await;
+    alice.base = second.base.clone();
+    let (status, body) = alice.poll_raw(0.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["reset"], true);
+    assert_ne!(Some(body["epoch"].as_str().unwrap().to_owned()), old_epoch);
+    assert!(old_cursor > 0);
+    assert_eq!(body["messages"][0]["data"]["type"], "peers");
+}
+
+#[tokio::test]
+async fn a_cursor_beyond_the_mailbox_resets() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    alice.since = 999;
+    let (_, body) = alice.poll_raw(0.0).await;
+    assert_eq!(body["reset"], true);
+    assert_eq!(body["next"], 1);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_is_stored_once() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    let post = |key: &str| {
+        alice
+            .client
+            .post(alice.signal_url(""))
+            .header("X-Peer-Token", alice.token.clone().unwrap())
+            .header("Idempotency-Key", key)
+            .json(&json!({"type": "offer", "sdp": "v=0"}))
+    };
+    let first = post("offer-1").send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    // A proxy answered 502 to the first attempt; the client retries.
+    let retry = post("offer-1").send().await.unwrap();
+    assert_eq!(retry.status(), StatusCode::ACCEPTED);
+    assert_eq!(retry.json::<Value>().await.unwrap(), first);
+    let other = post("offer-2").send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::ACCEPTED);
+
+    let offers = bob
+        .poll(0.0)
+        .await
+        .into_iter()
+        .filter(|m| m["from"] == "alice")
+        .count();
+    assert_eq!(offers, 2, "offer-1 once, offer-2 once");
+}
+
+#[tokio::test]
+async fn raw_sdp_is_wrapped_like_a_session_description() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await;
+    let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    for (query, kind) in [("", "offer"), ("&type=answer", "answer")] {
+        let reply = client()
+            .post(bob.signal_url(query))
+            .header("X-Peer-Token", bob.token.clone().unwrap())
+            .header("Content-Type", "application/sdp")
+            .body(sdp)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::ACCEPTED);
+        // Read the raw reply: same shape and key order as
+        // RTCSessionDescription.toJSON().
+        let raw = client()
+            .get(alice.signal_url(&format!("&since={}&timeout=0", alice.since)))
+            .header("X-Peer-Token", alice.token.clone().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            raw.contains(&format!(r#""data":{{"type":"{kind}","sdp":"v=0\r\n"#)),
+            "{raw}"
+        );
+        let messages = alice.poll(0.0).await;
+        assert_eq!(messages[0]["data"], json!({"type": kind, "sdp": sdp}));
+    }
+}
+
+#[tokio::test]
+async fn every_signal_reply_is_no_store_and_cors_is_off_by_default() {
+    let server = TestServer::start(&[]).await;
+    let ok = client()
+        .get(server.url("/signal?room=r&peer=a&timeout=0"))
+        .header("Origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    let error = client().get(server.url("/signal")).send().await.unwrap();
+    for reply in [&ok, &error] {
+        assert_eq!(reply.headers()["cache-control"], "no-store");
+        assert!(reply.headers().get("access-control-allow-origin").is_none());
+    }
+    let preflight = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url("/signal?room=r&peer=a"),
+        )
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        preflight
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn cors_when_enabled_answers_preflight_and_exposes_the_token() {
+    let server = TestServer::start(&["--cors-origin", "https://app.example"]).await;
+    let preflight = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            server.url("/signal?room=r&peer=a"),
+        )
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type, x-peer-token",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    let headers = preflight.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("POST") && methods.contains("GET"));
+    let allowed = headers["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("x-peer-token") && allowed.contains("content-type"));
+
+    let reply = client()
+        .get(server.url("/signal?room=r&peer=a&timeout=0"))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let exposed = reply.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("x-peer-token"));
+
+    let stranger = client()
+        .get(server.url("/signal?room=r&peer=b&timeout=0"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stranger
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let any = TestServer::start(&["--cors-origin", "*"]).await;
+    let reply = client()
+        .get(any.url("/signal?room=r&peer=a&timeout=0"))
+        .header("Origin", "https://whoever.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn health_and_the_web_folder() {
+    let server = TestServer::start(&[]).await;
+    let health = client().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let page = client().get(server.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.text().await.unwrap().contains("<html"));
+}

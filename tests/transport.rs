@@ -1,0 +1,294 @@
+//! Below the protocol: TLS with a generated certificate, HTTP/2, timeouts
+//! for silent connections, and graceful shutdown (in-process and of the
+//! real binary on SIGTERM).
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, WEB_DIR, client};
+use reqwest::{Certificate, Client, StatusCode, Version};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A fresh, empty folder for one test's files.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("signal-relay-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A TLS server whose certificate it generates itself into a scratch folder.
+async fn tls_server(test: &str) -> (TestServer, PathBuf) {
+    let dir = scratch_dir(test);
+    let cert = dir.join("ssl/server.crt");
+    let key = dir.join("ssl/server.key");
+    let server = TestServer::start(&[
+        "--tls",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--tls-san",
+        "signal.test",
+    ])
+    .await;
+    (server, cert)
+}
+
+/// A client that trusts exactly `cert` as its root, and nothing else.
+fn trusting(cert: &PathBuf, server: &TestServer) -> reqwest::ClientBuilder {
+    let pem = std::fs::read(cert).expect("the server wrote its certificate");
+    Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(Certificate::from_pem(&pem).unwrap())
+        .resolve("localhost", server.addr)
+        .resolve("signal.test", server.addr)
+}
+
+#[tokio::test]
+async fn tls_with_the_generated_certificate_trusted_as_root() {
+    let (server, cert) = tls_server("tls").await;
+    let port = server.addr.port();
+    let client = trusting(&cert, &server).http1_only().build().unwrap();
+    for host in ["localhost", "127.0.0.1", "signal.test"] {
+        let reply = client
+            .get(format!("https://{host}:{port}/healthz"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{host}: {e:?}"));
+        assert_eq!(reply.status(), StatusCode::OK, "{host}");
+        assert_eq!(reply.version(), Version::HTTP_11);
+    }
+    // A name the certificate does not cover is refused by the client.
+    let other = trusting(&cert, &server)
+        .resolve("other.test", server.addr)
+        .build()
+        .unwrap();
+    assert!(
+        other
+            .get(format!("https://other.test:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    // And the same certificate is loaded, not regenerated, next time.
+    let pem = std::fs::read(&cert).unwrap();
+    server.shutdown().await;
+    let again = TestServer::start(&[
+        "--tls",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        cert.with_file_name("server.key").to_str().unwrap(),
+    ])
+    .await;
+    assert_eq!(std::fs::read(&cert).unwrap(), pem);
+    let reply = trusting(&cert, &again)
+        .build()
+        .unwrap()
+        .get(format!("https://localhost:{}/healthz", again.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn http2_over_tls_carries_a_whole_exchange() {
+    let (server, cert) = tls_server("h2").await;
+    let client = trusting(&cert, &server).build().unwrap();
+    let base = format!("https://localhost:{}", server.addr.port());
+    let get =
+        |peer: &str, extra: &str| client.get(format!("{base}/signal?room=r&peer={peer}{extra}"));
+
+    let alice = get("alice", "&timeout=0").send().await.unwrap();
+    assert_eq!(alice.version(), Version::HTTP_2, "ALPN chose h2");
+    let alice_token = alice.headers()["x-peer-token"].to_str().unwrap().to_owned();
+    let bob = get("bob", "&timeout=0").send().await.unwrap();
+    let bob_token = bob.headers()["x-peer-token"].to_str().unwrap().to_owned();
+
+    // alice parks on one stream while bob posts on another of the same
+    // connection: HTTP/2 multiplexing, no head-of-line blocking.
+    let parked = get("alice", "&since=2&timeout=20")
+        .header("X-Peer-Token", &alice_token)
+        .send();
+    let post = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        client
+            .post(format!("{base}/signal?room=r&peer=bob&to=alice"))
+            .header("X-Peer-Token", &bob_token)
+            .json(&json!({"type": "offer", "sdp": "v=0"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let (parked, posted) = tokio::join!(parked, post);
+    assert_eq!(posted.status(), StatusCode::ACCEPTED);
+    assert_eq!(posted.version(), Version::HTTP_2);
+    let batch: Value = parked.unwrap().json().await.unwrap();
+    assert_eq!(batch["messages"][0]["data"]["type"], "offer", "{batch}");
+}
+
+#[tokio::test]
+async fn cleartext_http2_with_prior_knowledge() {
+    let server = TestServer::start(&[]).await;
+    let h2c = Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let reply = h2c.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert_eq!(reply.version(), Version::HTTP_2);
+}
+
+/// Reads until the server closes the connection; panics if it does not
+/// within `limit`. Returns what it sent.
+async fn until_closed(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> String {
+    let mut received = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut received)).await {
+        Ok(_) => String::from_utf8_lossy(&received).into_owned(),
+        Err(_) => panic!("the server kept a silent connection open for {limit:?}"),
+    }
+}
+
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed() {
+    let server = TestServer::start(&["--header-timeout", "0.3"]).await;
+    let limit = Duration::from_secs(5);
+
+    // Connects and says nothing.
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    until_closed(&mut silent, limit).await;
+
+    // Starts a request head and stalls (slowloris).
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let reply = until_closed(&mut slow, limit).await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+
+    // Idles on a keep-alive connection after a request.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = until_closed(&mut idle, limit).await;
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_stalled_tls_handshake_is_closed() {
+    let dir = scratch_dir("handshake");
+    let server = TestServer::start(&[
+        "--tls",
+        "--header-timeout",
+        "0.3",
+        "--tls-cert",
+        dir.join("c.pem").to_str().unwrap(),
+        "--tls-key",
+        dir.join("k.pem").to_str().unwrap(),
+    ])
+    .await;
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    until_closed(&mut stalled, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_answers_a_parked_poll() {
+    let server = TestServer::start(&[]).await;
+    let mut alice = server.peer("r", "alice");
+    alice.join().await;
+    let parked = tokio::spawn(async move { alice.poll_raw(20.0).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let addr = server.addr;
+    let started = Instant::now();
+    server.shutdown().await;
+    let stopped_in = started.elapsed();
+    let (status, body) = parked.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["messages"], json!([]), "an empty batch, cursor intact");
+    assert!(stopped_in < Duration::from_secs(2), "{stopped_in:?}");
+    assert!(
+        client()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
+        .args(["--listen", "127.0.0.1:0", "--web-dir", WEB_DIR])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
+        .await
+        .expect("a start-up line")
+        .unwrap()
+        .expect("stderr open");
+    assert!(
+        line.contains("tls=false") && line.contains("web_dir="),
+        "{line}"
+    );
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the line names the URL")
+        .trim_end_matches('/')
+        .to_owned();
+
+    let mut alice = common::Peer {
+        client: client(),
+        base,
+        room: "r".into(),
+        name: "alice".into(),
+        token: None,
+        since: 0,
+        epoch: None,
+    };
+    alice.join().await;
+    let parked = tokio::spawn(async move { alice.poll_raw(20.0).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let pid = child.id().expect("running").to_string();
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, body) = parked.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["messages"], json!([]));
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the process exits")
+        .unwrap();
+    let exited_in = started.elapsed();
+    assert!(exit.success(), "{exit:?}");
+    assert!(exited_in < Duration::from_secs(2), "{exited_in:?}");
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = log.next_line().await {
+        rest.push(line);
+    }
+    assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:?}");
+}
