@@ -19,7 +19,12 @@ use crate::store::Limits;
 #[command(name = "signal-relay", version, about, long_about = None)]
 pub struct Config {
     /// Address and port to listen on; `0.0.0.0:3000` accepts other machines.
-    #[arg(long, env = "SIGNAL_LISTEN", default_value = "127.0.0.1:3000")]
+    #[arg(
+        long,
+        env = "SIGNAL_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:3000"
+    )]
     pub listen: SocketAddr,
 
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
@@ -27,20 +32,40 @@ pub struct Config {
     pub tls: bool,
 
     /// Certificate chain (PEM). With --tls, generated self-signed if missing.
-    #[arg(long, env = "SIGNAL_TLS_CERT", default_value = "ssl/server.crt")]
+    #[arg(
+        long,
+        env = "SIGNAL_TLS_CERT",
+        value_name = "PATH",
+        default_value = "ssl/server.crt"
+    )]
     pub tls_cert: PathBuf,
 
     /// Private key (PEM). With --tls, generated if missing.
-    #[arg(long, env = "SIGNAL_TLS_KEY", default_value = "ssl/server.key")]
+    #[arg(
+        long,
+        env = "SIGNAL_TLS_KEY",
+        value_name = "PATH",
+        default_value = "ssl/server.key"
+    )]
     pub tls_key: PathBuf,
 
     /// Extra DNS name or IP address for a generated certificate, besides
     /// localhost, 127.0.0.1 and ::1 (repeatable, or comma-separated).
-    #[arg(long = "tls-san", env = "SIGNAL_TLS_SAN", value_delimiter = ',')]
+    #[arg(
+        long = "tls-san",
+        env = "SIGNAL_TLS_SAN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub tls_sans: Vec<String>,
 
     /// Folder served at `/` (the browser client).
-    #[arg(long, env = "SIGNAL_WEB_DIR", default_value = "web")]
+    #[arg(
+        long,
+        env = "SIGNAL_WEB_DIR",
+        value_name = "DIR",
+        default_value = "web"
+    )]
     pub web_dir: PathBuf,
 
     /// Allow browsers on this origin to call /signal cross-origin; `*` for
@@ -48,57 +73,58 @@ pub struct Config {
     #[arg(
         long = "cors-origin",
         env = "SIGNAL_CORS_ORIGIN",
+        value_name = "ORIGIN",
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
 
     /// How long a poll parks when it gives no `timeout`.
-    #[arg(long, env = "SIGNAL_POLL_TIMEOUT", default_value = "25", value_parser = parse_duration)]
+    #[arg(long, env = "SIGNAL_POLL_TIMEOUT", value_name = "SECS", default_value = "25", value_parser = parse_duration)]
     pub poll_timeout: Duration,
 
     /// The longest a poll may ask to park; longer requests are clamped.
-    #[arg(long, env = "SIGNAL_MAX_POLL_TIMEOUT", default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "SIGNAL_MAX_POLL_TIMEOUT", value_name = "SECS", default_value = "60", value_parser = parse_duration)]
     pub max_poll_timeout: Duration,
 
     /// A peer not seen for this long leaves its room (others get `leave`).
-    #[arg(long, env = "SIGNAL_PEER_TTL", default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "SIGNAL_PEER_TTL", value_name = "SECS", default_value = "60", value_parser = parse_duration)]
     pub peer_ttl: Duration,
 
     /// Largest accepted POST body, in bytes.
-    #[arg(long, env = "SIGNAL_MAX_BODY", default_value_t = 64 * 1024)]
+    #[arg(long, env = "SIGNAL_MAX_BODY", value_name = "BYTES", default_value_t = 64 * 1024)]
     pub max_body: usize,
 
     /// Most unacknowledged messages one mailbox holds before sends to it get 429.
-    #[arg(long, env = "SIGNAL_MAILBOX_MESSAGES", default_value_t = Limits::default().mailbox_messages)]
+    #[arg(long, env = "SIGNAL_MAILBOX_MESSAGES", value_name = "N", default_value_t = Limits::default().mailbox_messages)]
     pub mailbox_messages: usize,
 
     /// Most unacknowledged bytes one mailbox holds before sends to it get 429.
-    #[arg(long, env = "SIGNAL_MAILBOX_BYTES", default_value_t = Limits::default().mailbox_bytes)]
+    #[arg(long, env = "SIGNAL_MAILBOX_BYTES", value_name = "BYTES", default_value_t = Limits::default().mailbox_bytes)]
     pub mailbox_bytes: usize,
 
     /// Most messages waiting in a room for its next peer.
-    #[arg(long, env = "SIGNAL_BACKLOG_MESSAGES", default_value_t = Limits::default().backlog_messages)]
+    #[arg(long, env = "SIGNAL_BACKLOG_MESSAGES", value_name = "N", default_value_t = Limits::default().backlog_messages)]
     pub backlog_messages: usize,
 
     /// How long a message waits in a room for its next peer.
-    #[arg(long, env = "SIGNAL_BACKLOG_AGE", default_value = "60", value_parser = parse_duration)]
+    #[arg(long, env = "SIGNAL_BACKLOG_AGE", value_name = "SECS", default_value = "60", value_parser = parse_duration)]
     pub backlog_age: Duration,
 
     /// Most peers in one room.
-    #[arg(long, env = "SIGNAL_ROOM_PEERS", default_value_t = Limits::default().room_peers)]
+    #[arg(long, env = "SIGNAL_ROOM_PEERS", value_name = "N", default_value_t = Limits::default().room_peers)]
     pub room_peers: usize,
 
     /// Most rooms on the server.
-    #[arg(long, env = "SIGNAL_MAX_ROOMS", default_value_t = Limits::default().rooms)]
+    #[arg(long, env = "SIGNAL_MAX_ROOMS", value_name = "N", default_value_t = Limits::default().rooms)]
     pub max_rooms: usize,
 
     /// Most polls parked at once on the server; past it polls get 503.
-    #[arg(long, env = "SIGNAL_MAX_PARKED_POLLS", default_value_t = Limits::default().parked_polls)]
+    #[arg(long, env = "SIGNAL_MAX_PARKED_POLLS", value_name = "N", default_value_t = Limits::default().parked_polls)]
     pub max_parked_polls: usize,
 
     /// Time a client has to send its request headers (and, with TLS, to
     /// finish the handshake); also how long an idle connection stays open.
-    #[arg(long, env = "SIGNAL_HEADER_TIMEOUT", default_value = "10", value_parser = parse_duration)]
+    #[arg(long, env = "SIGNAL_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     pub header_timeout: Duration,
 }
 

@@ -108,6 +108,12 @@ impl Server {
                 web_dir: config.web_dir.clone(),
             },
         ));
+        if !config.web_dir.is_dir() {
+            warn!(
+                web_dir = %config.web_dir.display(),
+                "the web folder does not exist, so / answers 404: run from the project root or pass --web-dir"
+            );
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         info!(
             listen = %local_addr,
