@@ -35,24 +35,26 @@ impl Cors {
             .map(Cors::Origins)
     }
 
-    fn allowed_origin(&self, request: &HeaderMap) -> Option<HeaderValue> {
+    fn allowed_origin(&self, origin: Option<&HeaderValue>) -> Option<HeaderValue> {
         match self {
             Cors::Off => None,
             Cors::AnyOrigin => Some(HeaderValue::from_static("*")),
-            Cors::Origins(allowed) => request
-                .get(ORIGIN)
-                .filter(|origin| allowed.contains(origin))
-                .cloned(),
+            Cors::Origins(allowed) => origin.filter(|o| allowed.contains(o)).cloned(),
         }
     }
 
+    /// The request's `Origin`, the only request header CORS needs.
+    pub fn origin(request: &HeaderMap) -> Option<HeaderValue> {
+        request.get(ORIGIN).cloned()
+    }
+
     /// Headers for an actual (non-preflight) response.
-    pub fn decorate(&self, request: &HeaderMap, response: &mut HeaderMap) {
+    pub fn decorate(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
         if let Cors::Origins(_) = self {
             // The answer depends on the Origin, so caches must key on it.
             response.append(VARY, HeaderValue::from_static("origin"));
         }
-        if let Some(origin) = self.allowed_origin(request) {
+        if let Some(origin) = self.allowed_origin(origin) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             response.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -62,8 +64,8 @@ impl Cors {
     }
 
     /// Headers for a preflight (`OPTIONS`) response.
-    pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) {
-        self.decorate(request, response);
+    pub fn preflight(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
+        self.decorate(origin, response);
         if response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
             response.insert(
                 ACCESS_CONTROL_ALLOW_METHODS,

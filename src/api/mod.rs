@@ -65,7 +65,7 @@ impl<S: Store> Api<S> {
         let method = request.method().clone();
         match request.uri().path() {
             "/signal" => {
-                let request_headers = request.headers().clone();
+                let origin = Cors::origin(request.headers());
                 let mut reply = self
                     .signal(request)
                     .await
@@ -73,9 +73,9 @@ impl<S: Store> Api<S> {
                 let headers = reply.headers_mut();
                 headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 if method == Method::OPTIONS {
-                    self.settings.cors.preflight(&request_headers, headers);
+                    self.settings.cors.preflight(origin.as_ref(), headers);
                 } else {
-                    self.settings.cors.decorate(&request_headers, headers);
+                    self.settings.cors.decorate(origin.as_ref(), headers);
                 }
                 reply
             }
@@ -305,6 +305,33 @@ mod tests {
         assert_eq!(nesting_depth(r#"{"a":[{"b":1}],"c":{}}"#), 3);
         assert_eq!(nesting_depth(r#"{"s":"[[[{{{\"]]]"}"#), 1);
         assert_eq!(nesting_depth(&("[".repeat(70) + &"]".repeat(70))), 70);
+    }
+
+    #[tokio::test]
+    async fn a_closing_store_answers_503_with_retry_after() {
+        use crate::store::{Limits, MemoryStore};
+        let store = Arc::new(MemoryStore::new(Limits::default()));
+        let api = Api::new(
+            store.clone(),
+            ApiSettings {
+                max_body: 1024,
+                poll_timeout: Duration::from_secs(1),
+                max_poll_timeout: Duration::from_secs(1),
+                cors: Cors::Off,
+                web_dir: PathBuf::from("web"),
+            },
+        );
+        store.close();
+        let request = Request::get("/signal?room=r&peer=a")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let reply = api.handle(request).await;
+        assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.headers()["retry-after"], "2");
+        assert_eq!(reply.headers()["cache-control"], "no-store");
+        let body = reply.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(body["error"].as_str().unwrap().contains("shutting down"));
     }
 
     #[test]
