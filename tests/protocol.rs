@@ -12,11 +12,7 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn a_parked_poll_is_woken_by_a_post() {
     let server = TestServer::start(&[]).await;
-    let mut alice = server.peer("r", "alice");
-    let mut bob = server.peer("r", "bob");
-    alice.join().await;
-    bob.join().await;
-    alice.poll(0.0).await; // acknowledge `join bob`
+    let (mut alice, mut bob) = server.pair("r").await;
 
     let started = Instant::now();
     let parked = tokio::spawn(async move {
@@ -187,11 +183,7 @@ async fn room_events_peers_join_and_leave_after_the_ttl() {
 #[tokio::test]
 async fn delete_leaves_at_once() {
     let server = TestServer::start(&[]).await;
-    let mut alice = server.peer("r", "alice");
-    let mut bob = server.peer("r", "bob");
-    alice.join().await;
-    bob.join().await;
-    alice.poll(0.0).await;
+    let (mut alice, bob) = server.pair("r").await;
     let left = bob
         .client
         .delete(bob.signal_url(""))
@@ -287,11 +279,7 @@ async fn a_second_poll_ends_the_first() {
 #[tokio::test]
 async fn a_poll_whose_client_hung_up_loses_nothing() {
     let server = TestServer::start(&[]).await;
-    let mut alice = server.peer("r", "alice");
-    let mut bob = server.peer("r", "bob");
-    alice.join().await;
-    bob.join().await;
-    alice.poll(0.0).await;
+    let (mut alice, mut bob) = server.pair("r").await;
     // alice's poll is abandoned mid-wait (tab closed, proxy cut it).
     let url = alice.signal_url(&format!("&since={}&timeout=20", alice.since));
     let abandoned = client()
@@ -401,11 +389,7 @@ async fn an_idempotent_retry_is_stored_once() {
 #[tokio::test]
 async fn raw_sdp_is_wrapped_like_a_session_description() {
     let server = TestServer::start(&[]).await;
-    let mut alice = server.peer("r", "alice");
-    let mut bob = server.peer("r", "bob");
-    alice.join().await;
-    bob.join().await;
-    alice.poll(0.0).await;
+    let (mut alice, bob) = server.pair("r").await;
     let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
     for (query, kind) in [("", "offer"), ("&type=answer", "answer")] {
         let reply = client()

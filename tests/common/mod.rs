@@ -77,6 +77,23 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// alice and bob in `room`, each having read everything so far (bob the
+    /// `peers` event, alice `peers` and `join bob`): both mailboxes empty.
+    pub async fn pair(&self, room: &str) -> (Peer, Peer) {
+        let mut alice = self.peer(room, "alice");
+        let mut bob = self.peer(room, "bob");
+        alice.join().await;
+        bob.join().await;
+        let joined = alice.poll(0.0).await;
+        assert_eq!(
+            data(&joined),
+            [serde_json::json!({"type": "join", "peer": "bob"})]
+        );
+        (alice, bob)
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
