@@ -78,6 +78,13 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// ICE server for the browser client, served at /config: a URL
+    /// (`stun:host:3478`), a JSON object with `urls`, `username` and
+    /// `credential` for TURN, or a JSON array of them (repeatable). None
+    /// by default, which is right on a LAN.
+    #[arg(long = "ice-server", env = "SIGNAL_ICE_SERVER", value_name = "URL|JSON", value_parser = parse_ice_servers)]
+    pub ice_servers: Vec<IceServers>,
+
     /// How long a poll parks when it gives no `timeout`.
     #[arg(long, env = "SIGNAL_POLL_TIMEOUT", value_name = "SECS", default_value = "25", value_parser = parse_duration)]
     pub poll_timeout: Duration,
@@ -181,6 +188,45 @@ impl Config {
     }
 }
 
+/// The ICE servers one `--ice-server` value names, as `RTCIceServer` objects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IceServers(pub Vec<serde_json::Value>);
+
+/// Parses one `--ice-server` value: a URL, an `RTCIceServer` object, or an
+/// array of them; each must name `stun:`, `turn:` or `turns:` URLs.
+pub fn parse_ice_servers(text: &str) -> Result<IceServers, String> {
+    use serde_json::{Value, json};
+    let text = text.trim();
+    let servers = if text.starts_with('{') || text.starts_with('[') {
+        match serde_json::from_str::<Value>(text).map_err(|e| format!("invalid JSON: {e}"))? {
+            Value::Array(servers) => servers,
+            server => vec![server],
+        }
+    } else {
+        vec![json!({ "urls": text })]
+    };
+    let ice_url = |url: &Value| {
+        url.as_str().is_some_and(|u| {
+            ["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|scheme| u.starts_with(scheme))
+        })
+    };
+    for server in &servers {
+        let valid = match server.get("urls") {
+            Some(Value::Array(urls)) => !urls.is_empty() && urls.iter().all(ice_url),
+            Some(url) => ice_url(url),
+            None => false,
+        };
+        if !valid {
+            return Err(format!(
+                "{server} is not an ICE server: give a stun:, turn: or turns: URL, or {{\"urls\":\"turn:host:3478\",\"username\":\"u\",\"credential\":\"p\"}}"
+            ));
+        }
+    }
+    Ok(IceServers(servers))
+}
+
 /// Parses `25`, `0.5`, `2s` or `500ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -214,6 +260,25 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         for bad in ["", "-1", "abc", "NaN", "inf", "1e99"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ice_servers() {
+        let stun = parse_ice_servers("stun:stun.example.org:3478").unwrap();
+        assert_eq!(
+            stun.0,
+            [serde_json::json!({"urls": "stun:stun.example.org:3478"})]
+        );
+        let turn = parse_ice_servers(
+            r#"{"urls":["turn:t.example:3478"],"username":"u","credential":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(turn.0[0]["username"], "u");
+        let both = parse_ice_servers(r#"[{"urls":"stun:a"},{"urls":"turns:b"}]"#).unwrap();
+        assert_eq!(both.0.len(), 2);
+        for bad in ["http://x", "{}", r#"{"urls":[]}"#, "[1]", "{nope"] {
+            assert!(parse_ice_servers(bad).is_err(), "{bad}");
         }
     }
 

@@ -106,6 +106,11 @@ impl Server {
                 max_poll_timeout: config.max_poll_timeout,
                 cors,
                 web_dir: config.web_dir.clone(),
+                ice_servers: config
+                    .ice_servers
+                    .iter()
+                    .flat_map(|servers| servers.0.iter().cloned())
+                    .collect(),
             },
         ));
         if !config.web_dir.is_dir() {

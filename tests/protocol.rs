@@ -529,3 +529,37 @@ async fn health_and_the_web_folder() {
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     assert!(page.text().await.unwrap().contains("<html"));
 }
+
+#[tokio::test]
+async fn config_serves_the_ice_servers() {
+    let server = TestServer::start(&[]).await;
+    let reply = client().get(server.url("/config")).send().await.unwrap();
+    assert_eq!(reply.headers()["cache-control"], "no-store");
+    assert_eq!(
+        reply.json::<Value>().await.unwrap(),
+        json!({"iceServers": []})
+    );
+
+    let server = TestServer::start(&[
+        "--ice-server",
+        "stun:stun.example.org:3478",
+        "--ice-server",
+        r#"{"urls":"turn:turn.example.org:3478","username":"u","credential":"p"}"#,
+    ])
+    .await;
+    let reply: Value = client()
+        .get(server.url("/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        reply,
+        json!({"iceServers": [
+            {"urls": "stun:stun.example.org:3478"},
+            {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
+        ]})
+    );
+}

@@ -41,6 +41,8 @@ pub struct ApiSettings {
     pub max_poll_timeout: Duration,
     pub cors: Cors,
     pub web_dir: PathBuf,
+    /// `RTCIceServer` objects for the browser client, served at `/config`.
+    pub ice_servers: Vec<serde_json::Value>,
 }
 
 /// Routes requests to the store and formats its answers.
@@ -64,6 +66,17 @@ impl<S: Store> Api<S> {
     {
         let method = request.method().clone();
         match request.uri().path() {
+            "/config" if is_read(&method) => {
+                let origin = Cors::origin(request.headers());
+                let mut reply = json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "iceServers": self.settings.ice_servers }),
+                );
+                let headers = reply.headers_mut();
+                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                self.settings.cors.decorate(origin.as_ref(), headers);
+                reply
+            }
             "/signal" => {
                 let origin = Cors::origin(request.headers());
                 let mut reply = self
@@ -86,7 +99,7 @@ impl<S: Store> Api<S> {
                 .await
                 .unwrap_or_else(ApiError::into_response),
             path => {
-                let error = if path == "/healthz" || path == "/" {
+                let error = if ["/healthz", "/config", "/"].contains(&path) {
                     ApiError::method_not_allowed(&method, STATIC_METHODS)
                 } else {
                     ApiError::not_found(format!(
@@ -319,6 +332,7 @@ mod tests {
                 max_poll_timeout: Duration::from_secs(1),
                 cors: Cors::Off,
                 web_dir: PathBuf::from("web"),
+                ice_servers: Vec::new(),
             },
         );
         store.close();
