@@ -1,0 +1,580 @@
+//! The browser client in real Chromium, driven over WebDriver (chromedriver),
+//! against a real server: vanilla and trickle ICE, a 3-peer mesh, and a call
+//! through an nginx reverse proxy that blocks WebSocket.
+//!
+//! Every packet stays on loopback: the binary re-executes itself inside a
+//! fresh network namespace whose only interface is `lo` (`unshare --net`),
+//! and Chromium gets `--allow-loopback-in-peer-connection`, without which it
+//! gathers no ICE candidate on `lo`. Chromium, chromedriver and nginx are
+//! installed with apt when missing, before entering the namespace.
+//!
+//! A custom harness (`harness = false`): scenarios run one after another,
+//! each bounded in time, and the last line is `N passed, M failed`.
+
+mod common;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const IN_NETNS: &str = "SIGNAL_BROWSER_TEST_NETNS";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const NGINX: &str = "/usr/sbin/nginx";
+/// Longest any one scenario may take before it counts as failed.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(90);
+/// How long to wait for one condition inside a scenario.
+const WAIT: Duration = Duration::from_secs(30);
+
+type Outcome = Result<String, String>;
+type Scenario = fn(Env) -> Pin<Box<dyn Future<Output = Outcome>>>;
+
+const SCENARIOS: [(&str, Scenario); 4] = [
+    ("two_pages_vanilla_ice", |env| {
+        Box::pin(two_pages(env, "vanilla", false))
+    }),
+    ("two_pages_trickle_ice", |env| {
+        Box::pin(two_pages(env, "trickle", false))
+    }),
+    ("three_pages_auto_mesh", |env| {
+        Box::pin(three_pages_auto(env))
+    }),
+    ("two_pages_through_a_proxy_that_blocks_websocket", |env| {
+        Box::pin(two_pages(env, "trickle", true))
+    }),
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    if std::env::var_os(IN_NETNS).is_none() {
+        if let Err(error) = install_missing() {
+            eprintln!("browser tests cannot run: {error}");
+            return ExitCode::FAILURE;
+        }
+        return reexec_in_private_netns(&args);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(run(filter))
+}
+
+/// Installs Chromium, chromedriver and nginx from Debian when missing.
+fn install_missing() -> Result<(), String> {
+    let missing: Vec<&str> = [
+        (CHROMIUM, "chromium"),
+        (CHROMEDRIVER, "chromium-driver"),
+        (NGINX, "nginx"),
+    ]
+    .iter()
+    .filter(|(path, _)| !Path::new(path).exists())
+    .map(|(_, package)| *package)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        missing.join(" ")
+    );
+    eprintln!("installing {}: {install}", missing.join(", "));
+    let as_root = if is_root() { "" } else { "sudo -n " };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{as_root}sh -c '{install}'"))
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{install}` failed ({status}); run it as root and try again"
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs this binary again in a new network namespace with only `lo`, up.
+fn reexec_in_private_netns(args: &[String]) -> ExitCode {
+    let exe = std::env::current_exe().expect("own path");
+    let mut unshare = Command::new("unshare");
+    if !is_root() {
+        // Without root, a user namespace grants the right to make a netns.
+        unshare.arg("--map-root-user");
+    }
+    let status = unshare
+        .args([
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            r#"ip link set lo up && exec "$0" "$@""#,
+        ])
+        .arg(exe)
+        .args(args)
+        .env(IN_NETNS, "1")
+        .status();
+    match status {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("browser tests failed ({status})");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("cannot run unshare to isolate the browser tests on loopback: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What every scenario gets: a signal server and a chromedriver.
+#[derive(Clone)]
+struct Env {
+    server: SocketAddr,
+    driver: String,
+    scratch: PathBuf,
+}
+
+async fn run(filter: Option<String>) -> ExitCode {
+    let scratch = std::env::temp_dir().join(format!("signal-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let server = TestServer::start(&[]).await;
+    let driver_port = free_port();
+    let mut driver = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={driver_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let env = Env {
+        server: server.addr,
+        driver: format!("http://127.0.0.1:{driver_port}"),
+        scratch: scratch.clone(),
+    };
+    wait_for_port(driver_port).await;
+
+    let (mut passed, mut failed) = (0, 0);
+    for (name, scenario) in SCENARIOS {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(SCENARIO_LIMIT, scenario(env.clone())).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("did not finish within {SCENARIO_LIMIT:?}")),
+        };
+        let took = started.elapsed();
+        match outcome {
+            Ok(report) => {
+                passed += 1;
+                println!("test {name} ... ok ({took:.1?}; {report})");
+            }
+            Err(error) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({took:.1?}): {error}");
+            }
+        }
+    }
+    let _ = driver.kill();
+    let _ = driver.wait();
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("\n{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One page in its own Chromium with a fresh profile.
+struct Page {
+    client: Client,
+    name: String,
+}
+
+impl Page {
+    async fn open(env: &Env, name: &str, url: &str) -> Result<Page, String> {
+        let profile = env.scratch.join(format!("profile-{name}-{}", free_port()));
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--allow-loopback-in-peer-connection",
+            "--window-size=1100,900",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&env.driver)
+            .await
+            .map_err(|e| format!("{name}: cannot start Chromium: {e}"))?;
+        client
+            .goto(url)
+            .await
+            .map_err(|e| format!("{name}: cannot open {url}: {e}"))?;
+        Ok(Page {
+            client,
+            name: name.to_owned(),
+        })
+    }
+
+    async fn click(&self, id: &str) -> Result<(), String> {
+        let button = self
+            .client
+            .find(Locator::Id(id))
+            .await
+            .map_err(|e| format!("{}: no #{id}: {e}", self.name))?;
+        button
+            .click()
+            .await
+            .map_err(|e| format!("{}: cannot click #{id}: {e}", self.name))
+    }
+
+    async fn summary(&self) -> Result<Value, String> {
+        self.client
+            .execute("return window.signalDemo.summary()", vec![])
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    /// Polls the page's summary until `done` holds, or fails with the last one.
+    async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Result<Value, String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let summary = self.summary().await?;
+            if let Some(error) = summary["error"].as_str() {
+                return Err(format!("{}: the page reports: {error}", self.name));
+            }
+            if done(&summary) {
+                return Ok(summary);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: {what} did not happen: {summary}", self.name));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every remote tile plays video: frames have a size and
+    /// `currentTime` moves.
+    async fn wait_for_frames(&self, remotes: usize) -> Result<(), String> {
+        let playing = |s: &Value| {
+            let tiles = s["remotes"].as_array().cloned().unwrap_or_default();
+            tiles.len() == remotes
+                && tiles
+                    .iter()
+                    .all(|r| r["videoWidth"].as_u64().unwrap_or(0) > 0)
+        };
+        let before = self.wait_for("remote video frames", playing).await?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let after = self.summary().await?;
+        for (b, a) in before["remotes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(after["remotes"].as_array().into_iter().flatten())
+        {
+            let (t0, t1) = (b["currentTime"].as_f64(), a["currentTime"].as_f64());
+            if t1 <= t0 {
+                return Err(format!(
+                    "{}: video from {} is frozen: {b} then {a}",
+                    self.name, b["peer"]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn screenshot(&self, path: &Path) -> Result<(), String> {
+        let png = self.client.screenshot().await.map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(path.parent().expect("a folder")).map_err(|e| e.to_string())?;
+        std::fs::write(path, png).map_err(|e| e.to_string())
+    }
+
+    async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+fn ice_connected(remote: &Value) -> bool {
+    matches!(remote["ice"].as_str(), Some("connected" | "completed"))
+}
+
+fn connected_to(summary: &Value, peers: usize) -> bool {
+    let remotes = summary["remotes"].as_array().cloned().unwrap_or_default();
+    remotes.len() == peers && remotes.iter().all(ice_connected)
+}
+
+fn members(summary: &Value) -> usize {
+    summary["members"].as_array().map_or(0, Vec::len)
+}
+
+/// Two pages: Prepare both, Connect on one, both connect with video.
+async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
+    let room = format!("{ice}-{}", free_port());
+    let proxy = if through_proxy {
+        Some(Proxy::start(&env).await?)
+    } else {
+        None
+    };
+    let origin = match &proxy {
+        Some(proxy) => format!("http://127.0.0.1:{}", proxy.port),
+        None => format!("http://{}", env.server),
+    };
+    let url = format!("{origin}/?room={room}&ice={ice}");
+    let caller = Page::open(&env, "caller", &url).await?;
+    let callee = Page::open(&env, "callee", &url).await?;
+    caller.click("prepare").await?;
+    caller.wait_for("joining", |s| !s["peer"].is_null()).await?;
+    callee.click("prepare").await?;
+    caller
+        .wait_for("seeing the callee", |s| members(s) == 1)
+        .await?;
+
+    caller.click("connect").await?;
+    let connected = caller
+        .wait_for("ICE connected", |s| connected_to(s, 1))
+        .await?;
+    callee
+        .wait_for("ICE connected", |s| connected_to(s, 1))
+        .await?;
+    caller.wait_for_frames(1).await?;
+    callee.wait_for_frames(1).await?;
+    let connect_ms = connected["remotes"][0]["connectMs"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+
+    let mut report = format!("{ice} ICE: Connect click to ICE connected in {connect_ms:.0} ms");
+    if let Some(proxy) = proxy {
+        report.push_str(&format!("; {}", proxy.websocket_blocked().await?));
+        proxy.stop();
+    } else {
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("call-{ice}.png"));
+        caller.screenshot(&shot).await?;
+        report.push_str(&format!("; screenshot {}", shot.display()));
+    }
+    caller.close().await;
+    callee.close().await;
+    Ok(report)
+}
+
+/// Three pages with ?auto=1: a full mesh, then one page closes.
+async fn three_pages_auto(env: Env) -> Outcome {
+    let room = format!("mesh-{}", free_port());
+    let url = format!("http://{}/?room={room}&auto=1", env.server);
+    let mut pages = Vec::new();
+    for name in ["p1", "p2", "p3"] {
+        let page = Page::open(&env, name, &url).await?;
+        page.wait_for("joining", |s| !s["peer"].is_null()).await?;
+        pages.push(page);
+    }
+    for page in &pages {
+        page.wait_for("two connections", |s| connected_to(s, 2))
+            .await?;
+        page.wait_for_frames(2).await?;
+    }
+    let gone = pages.pop().expect("three pages");
+    let gone_name = gone.summary().await?["peer"].clone();
+    let started = Instant::now();
+    // Closing the tab fires `pagehide`, and the page leaves the room.
+    let _ = gone.client.close_window().await;
+    gone.close().await;
+    for page in &pages {
+        page.wait_for("the closed page's tile to go", |s| {
+            let remotes = s["remotes"].as_array().cloned().unwrap_or_default();
+            remotes.len() == 1 && remotes[0]["peer"] != gone_name
+        })
+        .await?;
+    }
+    let dropped_in = started.elapsed();
+    for page in pages {
+        page.close().await;
+    }
+    Ok(format!(
+        "mesh of 3 with video; a closed page's tile dropped in {dropped_in:.1?}"
+    ))
+}
+
+/// Debian's nginx as a plain reverse proxy, configured the way many
+/// corporate proxies behave: no `Upgrade`/`Connection` forwarding (so no
+/// WebSocket), response buffering on, a 30 s read timeout.
+struct Proxy {
+    port: u16,
+    probe: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Proxy {
+    async fn start(env: &Env) -> Result<Proxy, String> {
+        let port = free_port();
+        let probe = websocket_probe().await;
+        let prefix = env.scratch.join(format!("nginx-{port}"));
+        std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
+        let user = if is_root() { "user root;" } else { "" };
+        let config = format!(
+            r#"{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        proxy_buffering on;
+        proxy_read_timeout 30s;
+        location / {{ proxy_pass http://{server}; }}
+        location /ws-probe {{ proxy_pass http://{probe}; }}
+    }}
+}}
+"#,
+            prefix = prefix.display(),
+            server = env.server,
+        );
+        let conf = prefix.join("nginx.conf");
+        std::fs::write(&conf, config).map_err(|e| e.to_string())?;
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start nginx: {e}"))?;
+        wait_for_port(port).await;
+        Ok(Proxy { port, probe, child })
+    }
+
+    /// A WebSocket handshake succeeds straight to the probe and fails
+    /// through the proxy: the proxy really does block WebSocket.
+    async fn websocket_blocked(&self) -> Result<String, String> {
+        let direct = websocket_handshake(self.probe).await?;
+        if !direct.starts_with("HTTP/1.1 101") {
+            return Err(format!("the probe itself refused the upgrade: {direct}"));
+        }
+        let via_proxy = websocket_handshake(([127, 0, 0, 1], self.port).into()).await?;
+        if via_proxy.starts_with("HTTP/1.1 101") {
+            return Err("the proxy let a WebSocket upgrade through".into());
+        }
+        let status = via_proxy.lines().next().unwrap_or("").to_owned();
+        Ok(format!("WebSocket through the proxy: {status}"))
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Answers `101 Switching Protocols` to a request that carries
+/// `Upgrade: websocket`, and `426 Upgrade Required` to one that does not,
+/// which is what a request looks like after a proxy stripped the header.
+async fn websocket_probe() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("probe binds");
+    let addr = listener.local_addr().expect("probe address");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let head = read_head(&mut stream).await.to_ascii_lowercase();
+                let reply = if head.contains("\r\nupgrade: websocket") {
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                } else {
+                    "HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn websocket_handshake(to: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect(to).await.map_err(|e| e.to_string())?;
+    let request = "GET /ws-probe HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(
+        tokio::time::timeout(Duration::from_secs(10), read_head(&mut stream))
+            .await
+            .unwrap_or_default(),
+    )
+}
+
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+        match stream.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}

@@ -1,0 +1,237 @@
+// signal.js: a client for the signal-relay HTTP long-polling protocol
+// (docs/protocol.md). No dependencies, no build step. It works in any page
+// that has fetch and AbortController:
+//
+//   import { SignalClient } from './signal.js';
+//   const signal = new SignalClient({ room: 'demo' });
+//   signal.addEventListener('message', (e) => console.log(e.detail.from, e.detail.data));
+//   signal.addEventListener('join', (e) => console.log('joined:', e.detail.peer));
+//   const { peers } = await signal.join();
+//   await signal.send({ type: 'offer', sdp }, { to: peers[0] });
+//   for await (const m of signal.messages()) { ... }   // or iterate instead of listening
+//   signal.leave();
+//
+// Events: 'peers' {peers}, 'join' {peer}, 'leave' {peer} (room events);
+// 'message' {from, data, seq} (from other peers); 'reset' {} (the server
+// lost our cursor: a restart, or we expired); 'status' {online, error}.
+
+const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
+
+/** An HTTP error the server (or a proxy) answered with. */
+export class SignalError extends Error {
+  constructor(status, message) {
+    super(`${status}: ${message}`);
+    this.status = status;
+  }
+}
+
+/** 128 random bits as 32 hex digits. */
+export function randomToken() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const sleep = (ms, signal) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+/** Milliseconds to wait: the server's Retry-After if given, else `fallback`. */
+function retryAfter(response, fallback) {
+  const seconds = Number(response?.headers.get('Retry-After'));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : fallback;
+}
+
+export class SignalClient extends EventTarget {
+  /**
+   * @param {object} options
+   * @param {string} options.room    room to join
+   * @param {string} [options.peer]  our name (default: random)
+   * @param {string} [options.base]  server origin (default: this page's)
+   * @param {number} [options.pollTimeout] seconds a poll may park (default 25)
+   * @param {number} [options.maxBackoff]  longest wait between retries, ms
+   */
+  constructor({ room, peer, base = '', pollTimeout = 25, maxBackoff = 5000 }) {
+    super();
+    this.room = room;
+    this.peer = peer ?? `p-${randomToken().slice(0, 8)}`;
+    this.base = base;
+    this.pollTimeout = pollTimeout;
+    this.maxBackoff = maxBackoff;
+    // Offered on the first request, so that request is safe to retry.
+    this.token = randomToken();
+    this.since = 0;
+    this.epoch = null;
+    this.online = false;
+    this.stopped = new AbortController();
+    this.sendChain = Promise.resolve();
+    this.onPageHide = () => this.leave();
+  }
+
+  url(extra = {}) {
+    const query = new URLSearchParams({ room: this.room, peer: this.peer, ...extra });
+    return `${this.base}/signal?${query}`;
+  }
+
+  /**
+   * Joins the room: starts the receive loop and resolves with the peers
+   * already there, once the first poll has answered.
+   */
+  join() {
+    if (this.joined) return this.joined;
+    this.joined = new Promise((resolve, reject) => {
+      this.addEventListener('peers', (e) => resolve(e.detail), { once: true });
+      this.loop().catch(reject);
+    });
+    addEventListener('pagehide', this.onPageHide);
+    return this.joined;
+  }
+
+  /** The receive loop: one long-poll at a time, resumed from the cursor. */
+  async loop() {
+    let backoff = 250;
+    while (!this.stopped.signal.aborted) {
+      const query = { since: this.since, timeout: this.pollTimeout };
+      if (this.epoch) query.epoch = this.epoch;
+      let response;
+      try {
+        response = await fetch(this.url(query), {
+          headers: { 'X-Peer-Token': this.token },
+          signal: this.stopped.signal,
+          cache: 'no-store',
+        });
+        if (response.status === 200) {
+          const batch = await response.json();
+          this.setOnline(true);
+          backoff = 250;
+          this.deliver(batch);
+          continue;
+        }
+        const body = await response.json().catch(() => ({}));
+        const error = new SignalError(response.status, body.error ?? response.statusText);
+        if (!RETRYABLE.has(response.status)) {
+          // 4xx: retrying the same request cannot help. Stop, say why.
+          this.setOnline(false, error);
+          throw error;
+        }
+        this.setOnline(false, error);
+      } catch (error) {
+        if (this.stopped.signal.aborted) return;
+        if (error instanceof SignalError && !RETRYABLE.has(error.status)) throw error;
+        // A network error (server restarting, proxy hiccup, laptop asleep):
+        // the cursor did not move, so nothing is lost by trying again.
+        this.setOnline(false, error);
+      }
+      await sleep(retryAfter(response, backoff), this.stopped.signal);
+      backoff = Math.min(backoff * 2, this.maxBackoff);
+    }
+  }
+
+  deliver(batch) {
+    if (batch.reset) this.emit('reset', {});
+    for (const message of batch.messages) {
+      const { from, data, seq } = message;
+      if (from === null) {
+        // Room events: peers / join / leave.
+        this.emit(data.type, data);
+      } else {
+        this.emit('message', { from, data, seq });
+      }
+    }
+    this.since = batch.next;
+    this.epoch = batch.epoch;
+  }
+
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  setOnline(online, error = null) {
+    if (online === this.online && !error) return;
+    this.online = online;
+    this.emit('status', { online, error });
+  }
+
+  /**
+   * Sends `data` (a JSON object) to `to`, or to everyone else in the room.
+   * Sends are queued so they arrive in the order they were made, and
+   * retried with one Idempotency-Key, so a retry is never stored twice.
+   * Resolves with the server's receipt {delivered, queued}.
+   */
+  send(data, { to } = {}) {
+    const attempt = this.sendChain.then(() => this.sendNow(data, to));
+    this.sendChain = attempt.catch(() => {});
+    return attempt;
+  }
+
+  async sendNow(data, to) {
+    const key = randomToken();
+    const body = JSON.stringify(data);
+    let backoff = 250;
+    for (let tries = 1; ; tries++) {
+      let response;
+      try {
+        response = await fetch(this.url(to ? { to } : {}), {
+          method: 'POST',
+          headers: {
+            'Content-Type': 'application/json',
+            'X-Peer-Token': this.token,
+            'Idempotency-Key': key,
+          },
+          body,
+          signal: this.stopped.signal,
+        });
+        if (response.status === 202) return await response.json();
+        const reply = await response.json().catch(() => ({}));
+        const error = new SignalError(response.status, reply.error ?? response.statusText);
+        if (!RETRYABLE.has(response.status) || tries >= 8) throw error;
+      } catch (error) {
+        if (error instanceof SignalError || this.stopped.signal.aborted || tries >= 8) throw error;
+      }
+      await sleep(retryAfter(response, backoff), this.stopped.signal);
+      backoff = Math.min(backoff * 2, this.maxBackoff);
+    }
+  }
+
+  /** The messages from other peers as an async iterator. */
+  async *messages() {
+    const queue = [];
+    let wake = null;
+    const onMessage = (e) => {
+      queue.push(e.detail);
+      wake?.();
+    };
+    this.addEventListener('message', onMessage);
+    try {
+      while (!this.stopped.signal.aborted) {
+        if (queue.length === 0) {
+          await new Promise((resolve) => {
+            wake = resolve;
+            this.stopped.signal.addEventListener('abort', resolve, { once: true });
+          });
+          wake = null;
+          continue;
+        }
+        yield queue.shift();
+      }
+    } finally {
+      this.removeEventListener('message', onMessage);
+    }
+  }
+
+  /**
+   * Leaves the room: stops polling and tells the server, best effort, so
+   * the others see `leave` now rather than after the peer TTL. Safe to call
+   * from `pagehide`: a keepalive fetch outlives the page.
+   */
+  leave() {
+    if (this.stopped.signal.aborted) return;
+    this.stopped.abort();
+    removeEventListener('pagehide', this.onPageHide);
+    fetch(this.url({ token: this.token }), { method: 'DELETE', keepalive: true }).catch(() => {});
+  }
+}
