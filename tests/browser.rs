@@ -18,6 +18,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
@@ -158,6 +159,23 @@ struct Env {
     server: SocketAddr,
     driver: String,
     scratch: PathBuf,
+    /// Every browser session opened, so each is closed after its scenario
+    /// even when the scenario failed or timed out half-way.
+    sessions: Arc<Mutex<Vec<Client>>>,
+}
+
+impl Env {
+    async fn close_sessions(&self) {
+        let sessions: Vec<Client> = self
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .drain(..)
+            .collect();
+        for session in sessions {
+            let _ = session.close().await;
+        }
+    }
 }
 
 async fn run(filter: Option<String>) -> ExitCode {
@@ -175,6 +193,7 @@ async fn run(filter: Option<String>) -> ExitCode {
         server: server.addr,
         driver: format!("http://127.0.0.1:{driver_port}"),
         scratch: scratch.clone(),
+        sessions: Arc::default(),
     };
     wait_for_port(driver_port).await;
 
@@ -188,6 +207,7 @@ async fn run(filter: Option<String>) -> ExitCode {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("did not finish within {SCENARIO_LIMIT:?}")),
         };
+        env.close_sessions().await;
         let took = started.elapsed();
         match outcome {
             Ok(report) => {
@@ -202,6 +222,9 @@ async fn run(filter: Option<String>) -> ExitCode {
     }
     let _ = driver.kill();
     let _ = driver.wait();
+    // Last resort: any browser still running has our scratch folder as its
+    // profile, so it can be found (and only it) by its command line.
+    let _ = Command::new("pkill").arg("-f").arg(&scratch).status();
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&scratch);
     println!("\n{passed} passed, {failed} failed");
@@ -262,6 +285,10 @@ impl Page {
             .connect(&env.driver)
             .await
             .map_err(|e| format!("{name}: cannot start Chromium: {e}"))?;
+        env.sessions
+            .lock()
+            .expect("not poisoned")
+            .push(client.clone());
         client
             .goto(url)
             .await
@@ -521,8 +548,10 @@ http {{
         Ok(format!("WebSocket through the proxy: {status}"))
     }
 
+    /// SIGTERM, so the master stops its workers too (SIGKILL would orphan them).
     fn stop(mut self) {
-        let _ = self.child.kill();
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let _ = self.child.wait();
     }
 }
