@@ -40,7 +40,7 @@ const WAIT: Duration = Duration::from_secs(30);
 type Outcome = Result<String, String>;
 type Scenario = fn(Env) -> Pin<Box<dyn Future<Output = Outcome>>>;
 
-const SCENARIOS: [(&str, Scenario); 4] = [
+const SCENARIOS: [(&str, Scenario); 6] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false))
     }),
@@ -52,6 +52,12 @@ const SCENARIOS: [(&str, Scenario); 4] = [
     }),
     ("two_pages_through_a_proxy_that_blocks_websocket", |env| {
         Box::pin(two_pages(env, "trickle", true))
+    }),
+    ("two_tabs_auto_over_https", |env| {
+        Box::pin(two_tabs_auto_over_https(env))
+    }),
+    ("signal_js_recovers_from_a_server_restart", |env| {
+        Box::pin(signal_js_recovers_from_a_server_restart(env))
     }),
 ];
 
@@ -258,8 +264,12 @@ struct Page {
 
 impl Page {
     async fn open(env: &Env, name: &str, url: &str) -> Result<Page, String> {
+        Page::open_with(env, name, url, &[]).await
+    }
+
+    async fn open_with(env: &Env, name: &str, url: &str, extra: &[&str]) -> Result<Page, String> {
         let profile = env.scratch.join(format!("profile-{name}-{}", free_port()));
-        let args = [
+        let mut args = vec![
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
@@ -271,8 +281,10 @@ impl Page {
             "--use-fake-ui-for-media-stream",
             "--allow-loopback-in-peer-connection",
             "--window-size=1100,900",
-            &format!("--user-data-dir={}", profile.display()),
         ];
+        let profile_arg = format!("--user-data-dir={}", profile.display());
+        args.push(&profile_arg);
+        args.extend_from_slice(extra);
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
@@ -449,9 +461,12 @@ async fn three_pages_auto(env: Env) -> Outcome {
         page.wait_for("joining", |s| !s["peer"].is_null()).await?;
         pages.push(page);
     }
+    let mut slowest: f64 = 0.0;
     for page in &pages {
-        page.wait_for("two connections", |s| connected_to(s, 2))
+        let summary = page
+            .wait_for("two connections", |s| connected_to(s, 2))
             .await?;
+        slowest = slowest.max(slowest_connect(&summary));
         page.wait_for_frames(2).await?;
     }
     let gone = pages.pop().expect("three pages");
@@ -472,7 +487,65 @@ async fn three_pages_auto(env: Env) -> Outcome {
         page.close().await;
     }
     Ok(format!(
-        "mesh of 3 with video; a closed page's tile dropped in {dropped_in:.1?}"
+        "mesh of 3 with video, slowest pair ICE connected {slowest:.0} ms after negotiating began; a closed page's tile dropped in {dropped_in:.1?}"
+    ))
+}
+
+/// The slowest connect time (ms) among a page's connections.
+fn slowest_connect(summary: &Value) -> f64 {
+    summary["remotes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["connectMs"].as_f64())
+        .fold(0.0, f64::max)
+}
+
+/// The README's promise: two tabs on the default `/?auto=1` connect with no
+/// other step, here over HTTPS with a generated self-signed certificate
+/// (what `--tls` gives a LAN; the browser is told to accept it).
+async fn two_tabs_auto_over_https(env: Env) -> Outcome {
+    let cert_dir = env.scratch.join("tls");
+    let cert = cert_dir.join("server.crt");
+    let key = cert_dir.join("server.key");
+    let server = TestServer::start(&[
+        "--tls",
+        "--tls-cert",
+        cert.to_str().ok_or("path")?,
+        "--tls-key",
+        key.to_str().ok_or("path")?,
+    ])
+    .await;
+    let url = format!("https://localhost:{}/?auto=1", server.addr.port());
+    let trust = ["--ignore-certificate-errors"];
+    let first = Page::open_with(&env, "tab1", &url, &trust).await?;
+    first.wait_for("joining", |s| !s["peer"].is_null()).await?;
+    let second = Page::open_with(&env, "tab2", &url, &trust).await?;
+    let connected = second
+        .wait_for("ICE connected", |s| connected_to(s, 1))
+        .await?;
+    first
+        .wait_for("ICE connected", |s| connected_to(s, 1))
+        .await?;
+    first.wait_for_frames(1).await?;
+    second.wait_for_frames(1).await?;
+    let room = first
+        .client
+        .execute(
+            "return document.getElementById('room-name').textContent",
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if room != "demo" {
+        return Err(format!("the default room is {room}, not demo"));
+    }
+    first.close().await;
+    second.close().await;
+    server.shutdown().await;
+    Ok(format!(
+        "HTTPS, room demo: the second tab's call connected {:.0} ms after its offer",
+        slowest_connect(&connected)
     ))
 }
 
@@ -606,4 +679,86 @@ async fn read_head(stream: &mut TcpStream) -> String {
         }
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// signal.js on its own: the server restarts under a joined client, which
+/// keeps retrying from its cursor, reclaims its name with its own token,
+/// reports `reset`, and receives what is sent afterwards.
+async fn signal_js_recovers_from_a_server_restart(env: Env) -> Outcome {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let first = TestServer::start(&["--listen", &listen]).await;
+    let page = Page::open(&env, "module", &format!("http://{listen}/")).await?;
+    page.client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               import('/signal.js').then(async ({ SignalClient }) => {
+                 const log = (window.signalLog = []);
+                 const client = new SignalClient({ room: 'restart', peer: 'module', maxBackoff: 500 });
+                 window.signalClient = client;
+                 for (const type of ['peers', 'join', 'leave', 'reset', 'message']) {
+                   client.addEventListener(type, (e) => log.push({ type, ...e.detail }));
+                 }
+                 await client.join();
+                 done();
+               });"#,
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    first.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(800)).await; // a few failed polls
+    let second = TestServer::start(&["--listen", &listen]).await;
+
+    page.wait_for_log("a reset after the restart", |log| {
+        log.iter().any(|e| e["type"] == "reset")
+    })
+    .await?;
+    // The restarted server knows the module's peer again: message it.
+    let mut other = second.peer("restart", "other");
+    let peers = other.join().await;
+    if peers != ["module"] {
+        return Err(format!(
+            "after the restart the room holds {peers:?}, not the module"
+        ));
+    }
+    other
+        .send_ok(Some("module"), &json!({"after": "restart"}))
+        .await;
+    page.wait_for_log("the message sent after the restart", |log| {
+        log.iter().any(|e| {
+            e["type"] == "message"
+                && e["from"] == "other"
+                && e["data"] == json!({"after": "restart"})
+        })
+    })
+    .await?;
+    page.close().await;
+    second.shutdown().await;
+    Ok("reset seen, name reclaimed with its own token, message delivered".into())
+}
+
+impl Page {
+    /// Polls `window.signalLog` until `done` holds.
+    async fn wait_for_log(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self
+                .client
+                .execute("return window.signalLog", vec![])
+                .await
+                .map_err(|e| e.to_string())?;
+            if done(log.as_array().map_or(&[][..], Vec::as_slice)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: {what} did not happen: {log}", self.name));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

@@ -35,7 +35,6 @@ const state = {
   iceServers: [],
   members: new Set(),
   remotes: new Map(), // peer name -> Remote
-  connectClickedAt: null,
   error: null,
 };
 
@@ -49,6 +48,8 @@ class Remote {
     this.ignoreOffer = false;
     this.pendingCandidates = [];
     this.tracksAdded = false;
+    // When this side started negotiating: the Connect click (our offer) or
+    // the arrival of their offer. Connect times are measured from here.
     this.startedAt = performance.now();
     this.connectedAt = null;
     this.tile = makeTile(peer);
@@ -67,8 +68,7 @@ class Remote {
       const ice = this.pc.iceConnectionState;
       if ((ice === 'connected' || ice === 'completed') && this.connectedAt === null) {
         this.connectedAt = performance.now();
-        const since = state.connectClickedAt ?? this.startedAt;
-        console.info(`ICE ${ice} with ${peer} after ${Math.round(this.connectedAt - since)} ms`);
+        console.info(`ICE ${ice} with ${peer} after ${Math.round(this.connectMs())} ms`);
       }
       render();
     };
@@ -77,6 +77,10 @@ class Remote {
       render();
     };
     this.pc.onsignalingstatechange = render;
+  }
+
+  connectMs() {
+    return this.connectedAt === null ? null : this.connectedAt - this.startedAt;
   }
 
   addTracks() {
@@ -259,7 +263,6 @@ async function prepare() {
 
 /** Offers to every member we have no working connection with. */
 function connect() {
-  state.connectClickedAt ??= performance.now();
   for (const peer of state.members) {
     if (state.remotes.size >= MAX_REMOTE_PEERS && !state.remotes.has(peer)) break;
     const existing = state.remotes.get(peer);
@@ -284,9 +287,7 @@ function render() {
   }
   for (const [peer, remote] of state.remotes) {
     const connectedIn =
-      remote.connectedAt === null
-        ? ''
-        : ` (connected in ${Math.round(remote.connectedAt - (state.connectClickedAt ?? remote.startedAt))} ms)`;
+      remote.connectedAt === null ? '' : ` (connected in ${Math.round(remote.connectMs())} ms)`;
     lines.push(
       `${peer}: signaling ${remote.pc.signalingState} · ICE ${remote.pc.iceConnectionState}${connectedIn}`,
     );
@@ -315,10 +316,7 @@ window.signalDemo = {
           peer: r.peer,
           signaling: r.pc.signalingState,
           ice: r.pc.iceConnectionState,
-          connectMs:
-            r.connectedAt === null
-              ? null
-              : r.connectedAt - (state.connectClickedAt ?? r.startedAt),
+          connectMs: r.connectMs(),
           videoWidth: video.videoWidth,
           currentTime: video.currentTime,
         };

@@ -87,7 +87,7 @@ export class SignalClient extends EventTarget {
       this.addEventListener('peers', (e) => resolve(e.detail), { once: true });
       this.loop().catch(reject);
     });
-    addEventListener('pagehide', this.onPageHide);
+    globalThis.addEventListener?.('pagehide', this.onPageHide);
     return this.joined;
   }
 
@@ -231,7 +231,7 @@ export class SignalClient extends EventTarget {
   leave() {
     if (this.stopped.signal.aborted) return;
     this.stopped.abort();
-    removeEventListener('pagehide', this.onPageHide);
+    globalThis.removeEventListener?.('pagehide', this.onPageHide);
     fetch(this.url({ token: this.token }), { method: 'DELETE', keepalive: true }).catch(() => {});
   }
 }

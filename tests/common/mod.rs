@@ -23,15 +23,15 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with the default flags plus `flags`.
+    /// Starts a server with `flags`, listening on a free loopback port and
+    /// serving the project's web folder unless `flags` say otherwise.
     pub async fn start(flags: &[&str]) -> TestServer {
-        let mut args = vec![
-            "signal-relay",
-            "--listen",
-            "127.0.0.1:0",
-            "--web-dir",
-            WEB_DIR,
-        ];
+        let mut args = vec!["signal-relay"];
+        for (flag, default) in [("--listen", "127.0.0.1:0"), ("--web-dir", WEB_DIR)] {
+            if !flags.contains(&flag) {
+                args.extend([flag, default]);
+            }
+        }
         args.extend_from_slice(flags);
         let config = Config::try_parse_from(&args).expect("test flags parse");
         let server = Server::bind(&config).await.expect("server starts");
