@@ -323,29 +323,63 @@ impl Page {
             .map_err(|e| format!("{}: cannot click #{id}: {e}", self.name))
     }
 
-    async fn summary(&self) -> Result<Value, String> {
+    async fn eval(&self, script: &str) -> Result<Value, String> {
         self.client
-            .execute("return window.signalDemo.summary()", vec![])
+            .execute(script, vec![])
             .await
             .map_err(|e| format!("{}: {e}", self.name))
     }
 
-    /// Polls the page's summary until `done` holds, or fails with the last one.
-    async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Result<Value, String> {
+    async fn summary(&self) -> Result<Value, String> {
+        self.eval("return window.signalDemo.summary()").await
+    }
+
+    /// Evaluates `script` every 100 ms until `done` says yes (or fails),
+    /// for at most [`WAIT`]; returns the last value.
+    async fn wait_until(
+        &self,
+        script: &str,
+        what: &str,
+        done: impl Fn(&Value) -> Result<bool, String>,
+    ) -> Result<Value, String> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let summary = self.summary().await?;
-            if let Some(error) = summary["error"].as_str() {
-                return Err(format!("{}: the page reports: {error}", self.name));
-            }
-            if done(&summary) {
-                return Ok(summary);
+            let value = self.eval(script).await?;
+            if done(&value).map_err(|error| format!("{}: {error}", self.name))? {
+                return Ok(value);
             }
             if Instant::now() > deadline {
-                return Err(format!("{}: {what} did not happen: {summary}", self.name));
+                return Err(format!("{}: {what} did not happen: {value}", self.name));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the page's summary satisfies `done`; an error the page
+    /// reports ends the wait at once.
+    async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Result<Value, String> {
+        self.wait_until(
+            "return window.signalDemo.summary()",
+            what,
+            |summary| match summary["error"].as_str() {
+                Some(error) => Err(format!("the page reports: {error}")),
+                None => Ok(done(summary)),
+            },
+        )
+        .await
+    }
+
+    /// Waits until the entries in `window.signalLog` satisfy `done`.
+    async fn wait_for_log(
+        &self,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Result<(), String> {
+        self.wait_until("return window.signalLog", what, |log| {
+            Ok(done(log.as_array().map_or(&[][..], Vec::as_slice)))
+        })
+        .await
+        .map(drop)
     }
 
     /// Waits until every remote tile plays video: frames have a size and
@@ -389,6 +423,16 @@ impl Page {
     }
 }
 
+/// Waits until `a` and `b` are ICE-connected to each other and both show
+/// the other's video; returns `b`'s summary.
+async fn call_up(a: &Page, b: &Page) -> Result<Value, String> {
+    a.wait_for("ICE connected", |s| connected_to(s, 1)).await?;
+    let summary = b.wait_for("ICE connected", |s| connected_to(s, 1)).await?;
+    a.wait_for_frames(1).await?;
+    b.wait_for_frames(1).await?;
+    Ok(summary)
+}
+
 fn ice_connected(remote: &Value) -> bool {
     matches!(remote["ice"].as_str(), Some("connected" | "completed"))
 }
@@ -425,14 +469,7 @@ async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
         .await?;
 
     caller.click("connect").await?;
-    let connected = caller
-        .wait_for("ICE connected", |s| connected_to(s, 1))
-        .await?;
-    callee
-        .wait_for("ICE connected", |s| connected_to(s, 1))
-        .await?;
-    caller.wait_for_frames(1).await?;
-    callee.wait_for_frames(1).await?;
+    let connected = call_up(&callee, &caller).await?;
     let connect_ms = connected["remotes"][0]["connectMs"]
         .as_f64()
         .unwrap_or(f64::NAN);
@@ -521,22 +558,10 @@ async fn two_tabs_auto_over_https(env: Env) -> Outcome {
     let first = Page::open_with(&env, "tab1", &url, &trust).await?;
     first.wait_for("joining", |s| !s["peer"].is_null()).await?;
     let second = Page::open_with(&env, "tab2", &url, &trust).await?;
-    let connected = second
-        .wait_for("ICE connected", |s| connected_to(s, 1))
-        .await?;
-    first
-        .wait_for("ICE connected", |s| connected_to(s, 1))
-        .await?;
-    first.wait_for_frames(1).await?;
-    second.wait_for_frames(1).await?;
+    let connected = call_up(&first, &second).await?;
     let room = first
-        .client
-        .execute(
-            "return document.getElementById('room-name').textContent",
-            vec![],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        .eval("return document.getElementById('room-name').textContent")
+        .await?;
     if room != "demo" {
         return Err(format!("the default room is {room}, not demo"));
     }
@@ -736,29 +761,4 @@ async fn signal_js_recovers_from_a_server_restart(env: Env) -> Outcome {
     page.close().await;
     second.shutdown().await;
     Ok("reset seen, name reclaimed with its own token, message delivered".into())
-}
-
-impl Page {
-    /// Polls `window.signalLog` until `done` holds.
-    async fn wait_for_log(
-        &self,
-        what: &str,
-        done: impl Fn(&[Value]) -> bool,
-    ) -> Result<(), String> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let log = self
-                .client
-                .execute("return window.signalLog", vec![])
-                .await
-                .map_err(|e| e.to_string())?;
-            if done(log.as_array().map_or(&[][..], Vec::as_slice)) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{}: {what} did not happen: {log}", self.name));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
 }

@@ -195,7 +195,12 @@ function removeRemote(peer) {
 }
 
 function send(data, to) {
-  return state.signal.send(data, { to }).catch((error) => fail(error));
+  return state.signal.send(data, { to }).catch((error) => {
+    // 404: the peer left while we were still talking to it; its `leave`
+    // event is on its way and will remove the tile.
+    if (error?.status === 404) console.warn(`not delivered to ${to}: it left`);
+    else fail(error);
+  });
 }
 
 function fail(error) {
