@@ -8,9 +8,11 @@
 //! - [`store`]: rooms, mailboxes and delivery rules, behind the [`store::Store`] trait;
 //! - [`api`]: HTTP routes, parsing and formatting over a store;
 //! - [`server`]: sockets, TLS, connections and graceful shutdown;
-//! - [`config`]: command-line flags and their environment variables.
+//! - [`config`]: command-line flags and their environment variables;
+//! - [`client`]: a Rust client of the protocol (the load generator uses it).
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod name;
 pub mod server;

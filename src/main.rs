@@ -15,6 +15,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Every parked poll holds a socket: allow as many as the system lets us.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open-files limit raised to the hard limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
+    }
     let server = match Server::bind(&config).await {
         Ok(server) => server,
         Err(error) => {

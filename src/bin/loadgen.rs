@@ -1,0 +1,533 @@
+//! Load generator for signal-relay. Every workload is bounded in count and
+//! time, and prints one JSON line with its figures.
+//!
+//!   loadgen floor    --count 20000
+//!   loadgen pingpong --count 20000
+//!   loadgen stream   --pairs 100 --window 1 --seconds 10 --server-pid PID
+//!   loadgen parked   --clients 5000 --hold 5 --server-pid PID
+//!
+//! Run the server first (`cargo run --release`); `--url` points elsewhere.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use signal_relay::client::{Client, ClientError, Peer};
+use tokio::sync::Semaphore;
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Load generator for signal-relay")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:3000")]
+    url: String,
+    /// The server's process id, to report its CPU time and memory from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    #[command(subcommand)]
+    workload: Workload,
+}
+
+#[derive(Subcommand)]
+enum Workload {
+    /// Sequential bare exchanges (GET /healthz): the cost of HTTP itself.
+    Floor {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
+    /// One pair: A sends to B, B echoes, A sends the next on receipt.
+    Pingpong(PingpongArgs),
+    /// Independent pairs, each sender keeping a window of messages in flight.
+    Stream(StreamArgs),
+    /// Many idle parked polls; then one message to each mailbox.
+    Parked(ParkedArgs),
+}
+
+#[derive(Args)]
+struct PingpongArgs {
+    /// Round trips.
+    #[arg(long, default_value_t = 10_000)]
+    count: usize,
+    /// Message size in bytes (an ICE candidate is about 300).
+    #[arg(long, default_value_t = 300)]
+    size: usize,
+}
+
+#[derive(Args)]
+struct StreamArgs {
+    #[arg(long, default_value_t = 10)]
+    pairs: usize,
+    /// Messages each sender keeps in flight.
+    #[arg(long, default_value_t = 16)]
+    window: usize,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long, default_value_t = 300)]
+    size: usize,
+}
+
+#[derive(Args)]
+struct ParkedArgs {
+    /// Idle parked polls to hold.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Peers per room.
+    #[arg(long, default_value_t = 4)]
+    room_size: usize,
+    /// Seconds to hold them before the fan-out.
+    #[arg(long, default_value_t = 3.0)]
+    hold: f64,
+    /// Concurrent sends during the fan-out.
+    #[arg(long, default_value_t = 64)]
+    senders: usize,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    raise_nofile_limit();
+    let client = match Client::new(&cli.url) {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("loadgen: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.workload {
+        Workload::Floor { count } => floor(&client, count).await,
+        Workload::Pingpong(args) => pingpong(&client, args).await,
+        Workload::Stream(args) => stream(&client, args, cli.server_pid).await,
+        Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
+    };
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("loadgen: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn raise_nofile_limit() {
+    if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("loadgen: cannot raise the open-files limit: {error}");
+    }
+}
+
+type Outcome = Result<serde_json::Value, String>;
+
+/// Latency percentiles in microseconds.
+fn percentiles(mut samples: Vec<Duration>) -> serde_json::Value {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    json!({
+        "p50_us": round(at(0.50)),
+        "p90_us": round(at(0.90)),
+        "p99_us": round(at(0.99)),
+        "max_us": round(at(1.0)),
+    })
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn unique_room(kind: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{kind}-{}-{nanos}", std::process::id())
+}
+
+async fn floor_samples(client: &Client, count: usize) -> Result<Vec<Duration>, ClientError> {
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        client.health().await?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+async fn floor(client: &Client, count: usize) -> Outcome {
+    floor_samples(client, count / 10 + 1).await.map_err(err)?; // warm-up
+    let started = Instant::now();
+    let samples = floor_samples(client, count).await.map_err(err)?;
+    let elapsed = started.elapsed();
+    Ok(json!({
+        "workload": "floor",
+        "exchanges": count,
+        "exchanges_per_s": round(count as f64 / elapsed.as_secs_f64()),
+        "latency": percentiles(samples),
+    }))
+}
+
+fn err(error: impl std::fmt::Display) -> String {
+    error.to_string()
+}
+
+#[derive(Serialize, Deserialize)]
+struct Probe {
+    /// Sequence number within its sender.
+    n: u64,
+    /// Microseconds since the load generator started, when sent.
+    t: u64,
+    pad: String,
+}
+
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn now_us() -> u64 {
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+async fn pingpong(client: &Client, args: PingpongArgs) -> Outcome {
+    let room = unique_room("pingpong");
+    let mut a = Peer::new(client, &room, "a");
+    let mut b = Peer::new(client, &room, "b");
+    a.join().await.map_err(err)?;
+    b.join().await.map_err(err)?;
+    a.poll(Duration::ZERO).await.map_err(err)?; // `join b`
+
+    // b echoes everything it receives back to a, polling again at once.
+    let echo = tokio::spawn(async move {
+        let sender = b.clone();
+        loop {
+            let batch = b.poll(Duration::from_secs(25)).await?;
+            for message in batch.messages {
+                if message.from.as_deref() == Some("a") {
+                    if message.data.get().contains("\"stop\"") {
+                        return Ok::<_, ClientError>(());
+                    }
+                    let body = bytes::Bytes::from(message.data.get().to_owned());
+                    sender.send_json(Some("a"), body).await?;
+                }
+            }
+        }
+    });
+
+    let pad = "x".repeat(args.size.saturating_sub(40));
+    let run = |count: usize, a: &mut Peer| {
+        let pad = pad.clone();
+        let a_sender = a.clone();
+        let mut a = a.clone();
+        async move {
+            let mut samples = Vec::with_capacity(count);
+            for n in 0..count as u64 {
+                let body = serde_json::to_vec(&Probe {
+                    n,
+                    t: now_us(),
+                    pad: pad.clone(),
+                })
+                .map_err(err)?;
+                let started = Instant::now();
+                a_sender
+                    .send_json(Some("b"), body.into())
+                    .await
+                    .map_err(err)?;
+                'wait: loop {
+                    let batch = a.poll(Duration::from_secs(25)).await.map_err(err)?;
+                    for message in batch.messages {
+                        let probe: Probe = serde_json::from_str(message.data.get()).map_err(err)?;
+                        if probe.n == n {
+                            samples.push(started.elapsed());
+                            break 'wait;
+                        }
+                    }
+                }
+            }
+            Ok::<_, String>((samples, a))
+        }
+    };
+    let (_, warmed) = run(args.count / 10 + 1, &mut a).await?;
+    let mut a = warmed;
+    let started = Instant::now();
+    let (samples, a_done) = run(args.count, &mut a).await?;
+    let elapsed = started.elapsed();
+    a = a_done;
+    a.send(Some("b"), &json!({"stop": true}))
+        .await
+        .map_err(err)?;
+    echo.await.map_err(err)?.map_err(err)?;
+
+    // Two bare exchanges, measured the same way in the same run.
+    let floor = floor_samples(client, args.count).await.map_err(err)?;
+    let pairs: Vec<Duration> = floor.chunks(2).map(|c| c.iter().sum()).collect();
+    let rtt = percentiles(samples);
+    let two_bare = percentiles(pairs);
+    let ratio = rtt["p50_us"].as_f64().unwrap_or(0.0) / two_bare["p50_us"].as_f64().unwrap_or(1.0);
+    Ok(json!({
+        "workload": "pingpong",
+        "round_trips": args.count,
+        "size": args.size,
+        "round_trips_per_s": round(args.count as f64 / elapsed.as_secs_f64()),
+        "rtt": rtt,
+        "two_bare_exchanges": two_bare,
+        "rtt_p50_over_two_bare_p50": (ratio * 100.0).round() / 100.0,
+        "lost": 0,
+        "duplicated": 0,
+    }))
+}
+
+/// CPU time (user + system) of a process, in seconds, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Resident memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn stream(client: &Client, args: StreamArgs, server_pid: Option<u32>) -> Outcome {
+    let room_base = unique_room("stream");
+    let deadline_send = Duration::from_secs_f64(args.seconds);
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut pairs = Vec::new();
+    for p in 0..args.pairs {
+        let room = format!("{room_base}-{p}");
+        let mut tx = Peer::new(client, &room, "tx");
+        let mut rx = Peer::new(client, &room, "rx");
+        tx.join().await.map_err(err)?;
+        rx.join().await.map_err(err)?;
+        pairs.push((tx, rx));
+    }
+    let cpu_before = server_pid.and_then(cpu_seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (tx, mut rx) in pairs {
+        let window = Arc::new(Semaphore::new(args.window));
+        let pad = "x".repeat(args.size.saturating_sub(40));
+        let sent = sent.clone();
+        let stop_at = started + deadline_send;
+        // Sender: a POST for every free slot in the window, concurrently (so
+        // the window is really in flight), until time is up. A slot frees
+        // when the receiver has the message.
+        let sender_window = window.clone();
+        let sender = tokio::spawn(async move {
+            let mut n = 0u64;
+            let mut posts = tokio::task::JoinSet::new();
+            while Instant::now() < stop_at {
+                let permit = sender_window.acquire().await.map_err(err)?;
+                permit.forget();
+                let body = serde_json::to_vec(&Probe {
+                    n,
+                    t: now_us(),
+                    pad: pad.clone(),
+                })
+                .map_err(err)?;
+                let tx = tx.clone();
+                let sent = sent.clone();
+                posts.spawn(async move {
+                    tx.send_json(Some("rx"), body.into()).await.map_err(err)?;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    Ok::<(), String>(())
+                });
+                while let Some(done) = posts.try_join_next() {
+                    done.map_err(err)??;
+                }
+                n += 1;
+            }
+            while let Some(done) = posts.join_next().await {
+                done.map_err(err)??;
+            }
+            Ok::<u64, String>(n)
+        });
+        // Receiver: polls, checks order and duplicates, frees window slots.
+        let receiver = tokio::spawn(async move {
+            let mut seen = HashSet::new();
+            let (mut received, mut duplicated, mut reordered) = (0u64, 0u64, 0u64);
+            let mut latencies = Vec::new();
+            let mut last = None;
+            loop {
+                let batch = rx.poll(Duration::from_secs(2)).await.map_err(err)?;
+                if batch.messages.is_empty() && Instant::now() > stop_at + Duration::from_secs(2) {
+                    break;
+                }
+                for message in batch.messages {
+                    if message.from.as_deref() != Some("tx") {
+                        continue;
+                    }
+                    let probe: Probe = serde_json::from_str(message.data.get()).map_err(err)?;
+                    received += 1;
+                    if !seen.insert(probe.n) {
+                        duplicated += 1;
+                        continue;
+                    }
+                    if last.is_some_and(|l| probe.n < l) {
+                        reordered += 1;
+                    }
+                    last = Some(probe.n);
+                    latencies.push(Duration::from_micros(now_us().saturating_sub(probe.t)));
+                    window.add_permits(1);
+                }
+            }
+            Ok::<_, String>((
+                seen.len() as u64,
+                received,
+                duplicated,
+                reordered,
+                latencies,
+            ))
+        });
+        tasks.push((sender, receiver));
+    }
+    let (mut total_sent, mut unique, mut duplicated, mut reordered) = (0, 0, 0, 0);
+    let mut latencies = Vec::new();
+    let mut last_receipt = started;
+    for (sender, receiver) in tasks {
+        total_sent += sender.await.map_err(err)??;
+        let (u, _r, d, o, l) = receiver.await.map_err(err)??;
+        unique += u;
+        duplicated += d;
+        reordered += o;
+        latencies.extend(l);
+        last_receipt = last_receipt.max(Instant::now());
+    }
+    let send_time = deadline_send.as_secs_f64();
+    let cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
+        (Some(before), Some(after)) if unique > 0 => {
+            json!(round((after - before) * 1e6 / unique as f64))
+        }
+        _ => serde_json::Value::Null,
+    };
+    Ok(json!({
+        "workload": "stream",
+        "pairs": args.pairs,
+        "window": args.window,
+        "seconds": args.seconds,
+        "sent": total_sent,
+        "delivered": unique,
+        "messages_per_s": round(unique as f64 / send_time),
+        "one_way": percentiles(latencies),
+        "lost": total_sent - unique.min(total_sent),
+        "duplicated": duplicated,
+        "reordered": reordered,
+        "server_cpu_us_per_message": cpu,
+    }))
+}
+
+async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) -> Outcome {
+    let room_base = unique_room("parked");
+    let room_size = args.room_size.max(2);
+    let rss_before = server_pid.and_then(rss_kib);
+    // Join everyone (bounded concurrency), then park them all.
+    let joiner = Arc::new(Semaphore::new(args.senders));
+    let mut joins = Vec::new();
+    for c in 0..args.clients {
+        let mut peer = Peer::new(
+            client,
+            &format!("{room_base}-{}", c / room_size),
+            &format!("p{}", c % room_size),
+        );
+        let joiner = joiner.clone();
+        joins.push(tokio::spawn(async move {
+            let _slot = joiner.acquire().await.map_err(err)?;
+            peer.join().await.map_err(err)?;
+            Ok::<_, String>(peer)
+        }));
+    }
+    let mut peers = Vec::with_capacity(args.clients);
+    for join in joins {
+        peers.push(join.await.map_err(err)??);
+    }
+    // Each peer's poll returns at once with `join` events from later
+    // joiners, so poll until each is parked on an empty mailbox.
+    let hold = Duration::from_secs_f64(args.hold);
+    let parked_for = hold + Duration::from_secs(30);
+    let received_at = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.clients)));
+    let mut polls = Vec::new();
+    let senders: Vec<Peer> = peers.to_vec();
+    for mut peer in peers {
+        let received_at = received_at.clone();
+        polls.push(tokio::spawn(async move {
+            loop {
+                let batch = peer.poll(parked_for).await.map_err(err)?;
+                if batch.messages.iter().any(|m| m.from.is_some()) {
+                    received_at.lock().map_err(err)?.push(Instant::now());
+                    return Ok::<_, String>(());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(hold).await;
+    let rss_parked = server_pid.and_then(rss_kib);
+
+    // Fan-out: in each room, p0 broadcasts (reaching everyone else) and p1
+    // sends to p0, so every mailbox gets exactly one message.
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(args.senders));
+    let mut sends = Vec::new();
+    for sender in senders {
+        let to = match sender.name() {
+            "p0" => None,
+            "p1" => Some("p0"),
+            _ => continue,
+        };
+        let gate = gate.clone();
+        sends.push(tokio::spawn(async move {
+            let _slot = gate.acquire().await.map_err(err)?;
+            sender
+                .send(to, &json!({"fanout": true}))
+                .await
+                .map_err(err)
+                .map(drop)
+        }));
+    }
+    for send in sends {
+        send.await.map_err(err)??;
+    }
+    for poll in polls {
+        poll.await.map_err(err)??;
+    }
+    let last = received_at
+        .lock()
+        .map_err(err)?
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(started);
+    let per_poll = match (rss_before, rss_parked) {
+        (Some(before), Some(parked)) => json!(round(
+            (parked.saturating_sub(before)) as f64 * 1024.0 / args.clients as f64
+        )),
+        _ => serde_json::Value::Null,
+    };
+    let received = received_at.lock().map_err(err)?.len();
+    Ok(json!({
+        "workload": "parked",
+        "clients": args.clients,
+        "room_size": room_size,
+        "server_rss_kib_before": rss_before,
+        "server_rss_kib_parked": rss_parked,
+        "server_bytes_per_parked_poll": per_poll,
+        "fanout_ms": round(last.duration_since(started).as_secs_f64() * 1e3),
+        "received": received,
+        "lost": args.clients - received.min(args.clients),
+        "duplicated": received.saturating_sub(args.clients),
+    }))
+}

@@ -1,0 +1,250 @@
+//! A Rust client of the protocol (docs/protocol.md), used by the load
+//! generator and usable by any Rust program that wants to signal.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), signal_relay::client::ClientError> {
+//! use signal_relay::client::{Client, Peer};
+//! let client = Client::new("http://127.0.0.1:3000")?;
+//! let mut alice = Peer::new(&client, "demo", "alice");
+//! let peers = alice.join().await?;                  // who is already in the room
+//! alice.send(Some("bob"), &serde_json::json!({"type": "offer", "sdp": "v=0"})).await?;
+//! let batch = alice.poll(std::time::Duration::from_secs(25)).await?;
+//! for message in &batch.messages { println!("{:?}: {}", message.from, message.data.get()); }
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::token::Token;
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the server answered {status}: {message}")]
+    Status {
+        status: reqwest::StatusCode,
+        message: String,
+    },
+    #[error("the first poll did not start with a peers event")]
+    NoPeersEvent,
+}
+
+/// A connection pool to one server, shared by any number of peers.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// A client of the server at `base` (e.g. `http://127.0.0.1:3000`).
+    pub fn new(base: &str) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Client::with_http(http, base))
+    }
+
+    /// A client on a configured `reqwest::Client` (TLS roots, HTTP/2, ...).
+    pub fn with_http(http: reqwest::Client, base: &str) -> Client {
+        Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// `GET /healthz`: one bare HTTP exchange, the floor under every figure.
+    pub async fn health(&self) -> Result<(), ClientError> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await?;
+        check(response).await.map(drop)
+    }
+}
+
+/// One message of a batch.
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    pub seq: u64,
+    /// The sender, or `None` for a room event.
+    pub from: Option<String>,
+    /// The JSON object as sent, unparsed.
+    pub data: Box<RawValue>,
+}
+
+/// The answer to a poll.
+#[derive(Debug, Deserialize)]
+pub struct Batch {
+    pub messages: Vec<Message>,
+    pub next: u64,
+    pub epoch: String,
+    #[serde(default)]
+    pub reset: bool,
+}
+
+/// The answer to a send.
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub delivered: Vec<String>,
+    pub queued: bool,
+}
+
+/// One peer of one room: its token (offered by us, so the first request
+/// is safe to retry) and its cursor.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    client: Client,
+    room: String,
+    name: String,
+    token: String,
+    since: u64,
+    epoch: Option<String>,
+}
+
+impl Peer {
+    pub fn new(client: &Client, room: &str, name: &str) -> Peer {
+        Peer {
+            client: client.clone(),
+            room: room.to_owned(),
+            name: name.to_owned(),
+            token: Token::generate().expose().to_owned(),
+            since: 0,
+            epoch: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cursor: the `seq` of the last message received.
+    pub fn since(&self) -> u64 {
+        self.since
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "{}/signal?room={}&peer={}",
+            self.client.base, self.room, self.name
+        )
+    }
+
+    /// Joins the room (a poll that does not wait); returns the peers
+    /// already there.
+    pub async fn join(&mut self) -> Result<Vec<String>, ClientError> {
+        let batch = self.poll(Duration::ZERO).await?;
+        let first = batch.messages.first().ok_or(ClientError::NoPeersEvent)?;
+        #[derive(Deserialize)]
+        struct Peers {
+            peers: Vec<String>,
+        }
+        let peers: Peers =
+            serde_json::from_str(first.data.get()).map_err(|_| ClientError::NoPeersEvent)?;
+        Ok(peers.peers)
+    }
+
+    /// Polls from the cursor, parking up to `wait`; on success the cursor
+    /// moves past the batch (acknowledging it on the next poll).
+    pub async fn poll(&mut self, wait: Duration) -> Result<Batch, ClientError> {
+        let mut url = format!(
+            "{}&since={}&timeout={}",
+            self.url(),
+            self.since,
+            wait.as_secs_f64()
+        );
+        if let Some(epoch) = &self.epoch {
+            url.push_str("&epoch=");
+            url.push_str(epoch);
+        }
+        let response = self
+            .client
+            .http
+            .get(url)
+            .header("X-Peer-Token", &self.token)
+            .send()
+            .await?;
+        let body = check(response).await?;
+        let batch: Batch = serde_json::from_slice(&body).map_err(|e| ClientError::Status {
+            status: reqwest::StatusCode::OK,
+            message: format!("unreadable batch: {e}"),
+        })?;
+        self.since = batch.next;
+        self.epoch = Some(batch.epoch.clone());
+        Ok(batch)
+    }
+
+    /// Sends a JSON object to `to`, or to everyone else in the room.
+    pub async fn send(
+        &self,
+        to: Option<&str>,
+        data: &impl Serialize,
+    ) -> Result<Receipt, ClientError> {
+        let body = serde_json::to_vec(data).map_err(|e| ClientError::Status {
+            status: reqwest::StatusCode::BAD_REQUEST,
+            message: format!("cannot encode the message: {e}"),
+        })?;
+        self.send_json(to, Bytes::from(body)).await
+    }
+
+    /// Sends an already-encoded JSON object.
+    pub async fn send_json(&self, to: Option<&str>, json: Bytes) -> Result<Receipt, ClientError> {
+        let mut url = self.url();
+        if let Some(to) = to {
+            url.push_str("&to=");
+            url.push_str(to);
+        }
+        let response = self
+            .client
+            .http
+            .post(url)
+            .header("X-Peer-Token", &self.token)
+            .header("Content-Type", "application/json")
+            .body(json)
+            .send()
+            .await?;
+        let body = check(response).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Status {
+            status: reqwest::StatusCode::ACCEPTED,
+            message: format!("unreadable receipt: {e}"),
+        })
+    }
+
+    /// Leaves the room now.
+    pub async fn leave(&self) -> Result<(), ClientError> {
+        let response = self
+            .client
+            .http
+            .delete(self.url())
+            .header("X-Peer-Token", &self.token)
+            .send()
+            .await?;
+        check(response).await.map(drop)
+    }
+}
+
+/// The body of a successful reply, or the server's error.
+async fn check(response: reqwest::Response) -> Result<Bytes, ClientError> {
+    let status = response.status();
+    let body = response.bytes().await?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    let message = serde_json::from_slice::<ErrorBody>(&body)
+        .map(|e| e.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+    Err(ClientError::Status { status, message })
+}

@@ -1,0 +1,98 @@
+//! A seconds-long smoke run of every load-generator workload against the
+//! real server binary: each must report 0 lost and 0 duplicated. No timing
+//! assertions: speed is measured by the load generator and the benches.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+struct Server {
+    child: tokio::process::Child,
+    url: String,
+}
+
+async fn start_server() -> Server {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
+        .args(["--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server starts");
+    let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
+            .await
+            .expect("the server logs its address")
+            .expect("readable")
+            .expect("a line");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.trim_end_matches('/').to_owned();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    Server { child, url }
+}
+
+fn run(server: &Server, args: &[&str]) -> Value {
+    let pid = server.child.id().expect("running").to_string();
+    let mut loadgen: Child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--url", &server.url, "--server-pid", &pid])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("loadgen starts");
+    let status = loadgen.wait().expect("loadgen ends");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut out)
+        .expect("output");
+    assert!(status.success(), "loadgen {args:?} failed: {out}");
+    let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    println!("{report}");
+    report
+}
+
+fn assert_nothing_lost(report: &Value) {
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["duplicated"], 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_workload_runs_and_loses_nothing() {
+    let server = start_server().await;
+    let floor = tokio::task::block_in_place(|| run(&server, &["floor", "--count", "200"]));
+    assert_eq!(floor["exchanges"], 200);
+
+    let pingpong = tokio::task::block_in_place(|| run(&server, &["pingpong", "--count", "200"]));
+    assert_nothing_lost(&pingpong);
+    assert_eq!(pingpong["round_trips"], 200);
+
+    for (pairs, window) in [("1", "16"), ("10", "1")] {
+        let stream = tokio::task::block_in_place(|| {
+            run(
+                &server,
+                &[
+                    "stream",
+                    "--pairs",
+                    pairs,
+                    "--window",
+                    window,
+                    "--seconds",
+                    "1",
+                ],
+            )
+        });
+        assert_nothing_lost(&stream);
+        assert!(stream["delivered"].as_u64().unwrap() > 0, "{stream}");
+        assert_eq!(stream["delivered"], stream["sent"], "{stream}");
+    }
+
+    let parked = tokio::task::block_in_place(|| {
+        run(&server, &["parked", "--clients", "200", "--hold", "0.5"])
+    });
+    assert_nothing_lost(&parked);
+    assert_eq!(parked["received"], 200);
+}
