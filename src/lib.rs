@@ -14,6 +14,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod name;
 pub mod server;
 pub mod store;

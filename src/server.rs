@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{Api, ApiSettings, Cors};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{MemoryStore, Store};
 use crate::tls::{self, TlsError};
 
@@ -97,7 +98,8 @@ impl Server {
             source,
         })?;
 
-        let store = Arc::new(MemoryStore::new(config.limits()));
+        let metrics = Arc::new(Metrics::new());
+        let store = Arc::new(MemoryStore::with_metrics(config.limits(), metrics.clone()));
         let api = Arc::new(Api::new(
             store.clone(),
             ApiSettings {
@@ -112,6 +114,7 @@ impl Server {
                     .flat_map(|servers| servers.0.iter().cloned())
                     .collect(),
             },
+            metrics,
         ));
         if !config.web_dir.is_dir() {
             warn!(

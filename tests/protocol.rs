@@ -563,3 +563,53 @@ async fn config_serves_the_ice_servers() {
         ]})
     );
 }
+
+/// The value of a metric line `name{labels} value` in the exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_relays_latency_rejections_and_parked_polls() {
+    let server = TestServer::start(&[]).await;
+    let (mut alice, mut bob) = server.pair("r").await;
+    bob.send_ok(Some("alice"), &json!({"n": 1})).await;
+    bob.send_ok(None, &json!({"n": 2})).await;
+    alice.poll(0.0).await;
+    client().get(server.url("/nope")).send().await.unwrap();
+    let parked = tokio::spawn(async move { alice.poll(5.0).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let reply = client().get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    assert!(
+        reply.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = reply.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "signal_messages_relayed_total"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "signal_delivery_latency_seconds_count"),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, r#"signal_rejected_requests_total{status="404"}"#),
+        1.0
+    );
+    assert_eq!(metric(&text, "signal_parked_polls"), 1.0, "{text}");
+    assert_eq!(metric(&text, "signal_mailboxes"), 2.0);
+    assert_eq!(metric(&text, "signal_rooms"), 1.0);
+    bob.send_ok(Some("alice"), &json!({"n": 3})).await;
+    parked.await.unwrap();
+}

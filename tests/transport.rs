@@ -240,11 +240,22 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
         .spawn()
         .expect("the binary starts");
     let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
-        .await
-        .expect("a start-up line")
-        .unwrap()
-        .expect("stderr open");
+    let mut startup = Vec::new();
+    let line = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
+            .await
+            .expect("a start-up line")
+            .unwrap()
+            .expect("stderr open");
+        if line.contains("listening on") {
+            break line;
+        }
+        startup.push(line);
+    };
+    assert!(
+        startup.iter().any(|l| l.contains("open-files limit")),
+        "the start-up says what happened to the open-files limit: {startup:?}"
+    );
     assert!(
         line.contains("tls=false") && line.contains("web_dir="),
         "{line}"

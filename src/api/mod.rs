@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes};
-use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, HeaderValue};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -21,6 +21,7 @@ pub use cors::Cors;
 pub use error::{ApiError, json_response};
 use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 
+use crate::metrics::{Metrics, StatusLabel};
 use crate::store::{Batch, Envelope, Payload, PollRequest, SendRequest, Store};
 use crate::token::Token;
 use crate::web;
@@ -49,13 +50,18 @@ pub struct ApiSettings {
 pub struct Api<S> {
     store: Arc<S>,
     settings: ApiSettings,
+    metrics: Arc<Metrics>,
 }
 
 type Reply = Response<Full<Bytes>>;
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, settings: ApiSettings) -> Api<S> {
-        Api { store, settings }
+    pub fn new(store: Arc<S>, settings: ApiSettings, metrics: Arc<Metrics>) -> Api<S> {
+        Api {
+            store,
+            settings,
+            metrics,
+        }
     }
 
     /// Answers one request. Never fails: every error is a JSON reply.
@@ -64,8 +70,36 @@ impl<S: Store> Api<S> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        let reply = self.route(request).await;
+        let status = reply.status();
+        if status.is_client_error() || status.is_server_error() {
+            self.metrics
+                .rejected
+                .get_or_create(&StatusLabel {
+                    status: status.as_u16(),
+                })
+                .inc();
+        }
+        reply
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Reply
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let method = request.method().clone();
         match request.uri().path() {
+            "/metrics" if is_read(&method) => {
+                let mut reply = Response::new(Full::new(Bytes::from(
+                    self.metrics.encode(self.store.stats()),
+                )));
+                reply.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                reply
+            }
             "/config" if is_read(&method) => {
                 let origin = Cors::origin(request.headers());
                 let mut reply = json_response(
@@ -99,7 +133,7 @@ impl<S: Store> Api<S> {
                 .await
                 .unwrap_or_else(ApiError::into_response),
             path => {
-                let error = if ["/healthz", "/config", "/"].contains(&path) {
+                let error = if ["/healthz", "/config", "/metrics", "/"].contains(&path) {
                     ApiError::method_not_allowed(&method, STATIC_METHODS)
                 } else {
                     ApiError::not_found(format!(
@@ -334,6 +368,7 @@ mod tests {
                 web_dir: PathBuf::from("web"),
                 ice_servers: Vec::new(),
             },
+            Arc::default(),
         );
         store.close();
         let request = Request::get("/signal?room=r&peer=a")

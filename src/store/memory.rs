@@ -30,7 +30,9 @@ use super::{
     Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, Payload, PollRequest, Receipt,
     SendRequest, Sent, Store, StoreError,
 };
+use crate::metrics::Metrics;
 use crate::name::Name;
+use crate::store::StoreStats;
 use crate::token::{Token, random_bytes};
 
 /// Rooms yield to the scheduler after this many rooms in one sweep, so a
@@ -45,9 +47,11 @@ pub struct MemoryStore {
     /// Kept beside the map because `DashMap::len` locks every shard, which
     /// must not happen while one is held.
     room_count: AtomicUsize,
+    mailbox_count: AtomicUsize,
     parked_polls: AtomicUsize,
     limits: Limits,
     closed: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -85,6 +89,9 @@ struct Mailbox {
     last_seq: u64,
     /// Every message with `seq <= acked` has been acknowledged and freed.
     acked: u64,
+    /// Highest `seq` returned by a poll so far: later returns are
+    /// re-deliveries, not counted again in the latency metric.
+    returned: u64,
     last_seen: Instant,
     /// Polls currently parked here; a peer with one is alive and never expires.
     parked: u32,
@@ -96,12 +103,19 @@ struct Mailbox {
 
 impl MemoryStore {
     pub fn new(limits: Limits) -> MemoryStore {
+        MemoryStore::with_metrics(limits, Arc::default())
+    }
+
+    /// A store that records into `metrics` (the server's, served at /metrics).
+    pub fn with_metrics(limits: Limits, metrics: Arc<Metrics>) -> MemoryStore {
         MemoryStore {
             rooms: DashMap::new(),
             room_count: AtomicUsize::new(0),
+            mailbox_count: AtomicUsize::new(0),
             parked_polls: AtomicUsize::new(0),
             limits,
             closed: CancellationToken::new(),
+            metrics,
         }
     }
 
@@ -213,7 +227,7 @@ impl Store for MemoryStore {
         // Joining appends, so the recipient indices above stay valid.
         let issued_token = match sender_index {
             Some(_) => None,
-            None => Some(room.join(&sender, now, limits)),
+            None => Some(self.join(&mut room, &sender, now)),
         };
         let delivered = recipients
             .iter()
@@ -230,6 +244,9 @@ impl Store for MemoryStore {
                 at: now,
             });
         }
+        self.metrics
+            .relayed
+            .inc_by(recipients.len().max(usize::from(queued)) as u64);
         let receipt = Receipt { delivered, queued };
         if let Some(key) = idempotency_key {
             room.record_receipt(sender.peer, key, receipt.clone(), now);
@@ -256,7 +273,7 @@ impl Store for MemoryStore {
             Some(i) => (i, None),
             None => {
                 room.check_can_join(&reader.room, &self.limits)?;
-                let token = room.join(&reader, now, &self.limits);
+                let token = self.join(&mut room, &reader, now);
                 (room.peers.len() - 1, Some(token))
             }
         };
@@ -265,7 +282,7 @@ impl Store for MemoryStore {
         // A cursor sent to a mailbox this very request created belongs to
         // some earlier incarnation, whatever its number says.
         let cursor_is_stale = issued_token.is_some() && since > 0;
-        let batch = mailbox.read(since, epoch.as_deref(), cursor_is_stale);
+        let batch = mailbox.read(since, epoch.as_deref(), cursor_is_stale, &self.metrics);
         if !batch.messages.is_empty() || batch.reset || wait.is_zero() {
             return Ok(Batch {
                 issued_token,
@@ -313,7 +330,7 @@ impl Store for MemoryStore {
             if mailbox.poll_generation != generation {
                 return Ok(empty);
             }
-            let batch = mailbox.read(since, epoch.as_deref(), false);
+            let batch = mailbox.read(since, epoch.as_deref(), false, &self.metrics);
             if !batch.messages.is_empty() || batch.reset || ending {
                 return Ok(batch);
             }
@@ -332,6 +349,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         room.remove(index);
+        self.mailbox_count.fetch_sub(1, Ordering::Relaxed);
         debug!(room = %peer.room, peer = %peer.peer, "peer left");
         Ok(true)
     }
@@ -347,7 +365,8 @@ impl Store for MemoryStore {
             }
             let empty = match self.rooms.get_mut(name) {
                 Some(mut room) => {
-                    room.expire(name, now, &self.limits);
+                    let expired = room.expire(name, now, &self.limits);
+                    self.mailbox_count.fetch_sub(expired, Ordering::Relaxed);
                     room.is_empty()
                 }
                 None => continue,
@@ -365,6 +384,22 @@ impl Store for MemoryStore {
 
     fn close(&self) {
         self.closed.cancel();
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.room_count.load(Ordering::Relaxed),
+            mailboxes: self.mailbox_count.load(Ordering::Relaxed),
+            parked_polls: self.parked_polls.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Adds the peer to the room (see [`Room::join`]), counting its mailbox.
+    fn join(&self, room: &mut Room, who: &Credentials, now: Instant) -> Token {
+        self.mailbox_count.fetch_add(1, Ordering::Relaxed);
+        room.join(who, now, &self.limits)
     }
 }
 
@@ -461,12 +496,15 @@ impl Room {
         }
     }
 
-    fn expire(&mut self, name: &Name, now: Instant, limits: &Limits) {
+    /// Drops what has outlived its limits; returns how many peers left.
+    fn expire(&mut self, name: &Name, now: Instant, limits: &Limits) -> usize {
+        let mut expired = 0;
         while let Some(index) = self.peers.iter().position(|m| {
             m.parked == 0 && now.saturating_duration_since(m.last_seen) >= limits.peer_ttl
         }) {
             debug!(room = %name, peer = %self.peers[index].peer, "peer expired");
             self.remove(index);
+            expired += 1;
         }
         self.expire_backlog(now, limits);
         while self
@@ -476,6 +514,7 @@ impl Room {
         {
             self.receipts.pop_front();
         }
+        expired
     }
 
     fn expire_backlog(&mut self, now: Instant, limits: &Limits) {
@@ -526,6 +565,7 @@ impl Mailbox {
             bytes: 0,
             last_seq: 0,
             acked: 0,
+            returned: 0,
             last_seen: now,
             parked: 0,
             poll_generation: 0,
@@ -547,6 +587,7 @@ impl Mailbox {
             seq: self.last_seq,
             from,
             data,
+            stored_at: std::time::Instant::now(),
         });
         self.wake.notify_waiters();
     }
@@ -554,7 +595,13 @@ impl Mailbox {
     /// Acknowledges up to `since` if the cursor can be honoured, and returns
     /// what the reader has not seen. `force_reset` marks a cursor known to
     /// belong to another incarnation.
-    fn read(&mut self, since: u64, epoch: Option<&str>, force_reset: bool) -> Batch {
+    fn read(
+        &mut self,
+        since: u64,
+        epoch: Option<&str>,
+        force_reset: bool,
+        metrics: &Metrics,
+    ) -> Batch {
         let honoured = !force_reset
             && epoch.is_none_or(|e| e == &*self.epoch)
             && (self.acked..=self.last_seq).contains(&since);
@@ -566,6 +613,14 @@ impl Mailbox {
             }
             self.acked = since;
         }
+        for message in self.messages.iter().filter(|m| m.seq > self.returned) {
+            if message.from.is_some() {
+                metrics
+                    .delivery_latency
+                    .observe(message.stored_at.elapsed().as_secs_f64());
+            }
+        }
+        self.returned = self.returned.max(self.last_seq);
         Batch {
             messages: self.messages.iter().cloned().collect(),
             // Whether honoured or reset, the batch holds everything up to

@@ -99,6 +99,9 @@ pub struct Envelope {
     /// The sending peer; `None` for room events (peers, join, leave).
     pub from: Option<Name>,
     pub data: Payload,
+    /// When it was stored, for the delivery-latency metric.
+    #[serde(skip)]
+    pub stored_at: std::time::Instant,
 }
 
 /// The answer to a poll.
@@ -194,4 +197,15 @@ pub trait Store: Send + Sync + 'static {
     /// Starts shutdown: parked polls end with an empty batch and new
     /// requests are refused with [`StoreError::ShuttingDown`].
     fn close(&self);
+
+    /// How much the store holds now, for metrics.
+    fn stats(&self) -> StoreStats;
+}
+
+/// Counts for the metrics gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub rooms: usize,
+    pub mailboxes: usize,
+    pub parked_polls: usize,
 }
