@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
@@ -40,6 +40,8 @@ const MAX_HTTP1_BUFFER: usize = 16 * 1024;
 const MAX_H2_STREAMS: u32 = 64;
 /// Ping an idle HTTP/2 connection this often; close it if a ping goes unanswered as long.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Pending connections the kernel may queue (it caps this at somaxconn).
+const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after an accept error (e.g. out of file descriptors) before trying
 /// again, so the loop waits for capacity instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -86,13 +88,10 @@ impl Server {
         } else {
             None
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = listen(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -202,6 +201,20 @@ impl Server {
         }
         info!("shut down");
     }
+}
+
+/// Binds with a deep accept backlog: after a restart or a proxy cut, every
+/// client re-polls at once, and a shallow queue would drop their SYNs.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restarted server can bind while old connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn sweep_periodically(store: Arc<MemoryStore>, every: Duration) {

@@ -462,7 +462,11 @@ async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) -> O
     let received_at = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.clients)));
     let mut polls = Vec::new();
     let senders: Vec<Peer> = peers.to_vec();
-    for mut peer in peers {
+    for (i, mut peer) in peers.into_iter().enumerate() {
+        // Connect in waves, as real clients arrive, not in one SYN flood.
+        if i % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let received_at = received_at.clone();
         polls.push(tokio::spawn(async move {
             loop {
