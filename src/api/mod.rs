@@ -169,21 +169,22 @@ impl<S: Store> Api<S> {
 
     /// `GET /signal`: long-poll the peer's mailbox.
     async fn receive<B>(&self, request: Request<B>) -> Result<Reply, ApiError> {
-        let params = Params::parse(request.uri().query())?;
-        let reader = params.credentials(request.headers())?;
-        let wait = params
-            .timeout()?
-            .unwrap_or(self.settings.poll_timeout)
-            .min(self.settings.max_poll_timeout);
-        let batch = self
-            .store
-            .poll(PollRequest {
-                reader,
+        let poll = {
+            let params = Params::parse(request.uri().query())?;
+            PollRequest {
+                reader: params.credentials(request.headers())?,
                 since: params.since()?,
                 epoch: params.epoch()?,
-                wait,
-            })
-            .await?;
+                wait: params
+                    .timeout()?
+                    .unwrap_or(self.settings.poll_timeout)
+                    .min(self.settings.max_poll_timeout),
+            }
+        };
+        // A parked poll should hold only what it needs: the request's
+        // headers share hyper's read buffer, so let them go now.
+        drop(request);
+        let batch = self.store.poll(poll).await?;
         let mut reply = json_response(StatusCode::OK, &BatchBody::from(&batch));
         attach_token(&mut reply, batch.issued_token.as_ref());
         Ok(reply)
