@@ -201,66 +201,58 @@ async fn pingpong(client: &Client, args: PingpongArgs) -> Outcome {
     b.join().await.map_err(err)?;
     a.poll(Duration::ZERO).await.map_err(err)?; // `join b`
 
-    // b echoes everything it receives back to a, polling again at once.
+    // Like a real client, each side keeps a poll parked at all times and
+    // sends independently of it, so a message is picked up the moment it
+    // arrives. b echoes everything from a back to a.
     let echo = tokio::spawn(async move {
         let sender = b.clone();
+        let mut posts = tokio::task::JoinSet::new();
         loop {
             let batch = b.poll(Duration::from_secs(25)).await?;
             for message in batch.messages {
-                if message.from.as_deref() == Some("a") {
-                    if message.data.get().contains("\"stop\"") {
-                        return Ok::<_, ClientError>(());
-                    }
-                    let body = bytes::Bytes::from(message.data.get().to_owned());
-                    sender.send_json(Some("a"), body).await?;
+                if message.from.as_deref() != Some("a") {
+                    continue;
+                }
+                if message.data.get().contains("\"stop\"") {
+                    while posts.join_next().await.is_some() {}
+                    return Ok::<_, ClientError>(());
+                }
+                let body = bytes::Bytes::from(message.data.get().to_owned());
+                let sender = sender.clone();
+                posts.spawn(async move { sender.send_json(Some("a"), body).await });
+            }
+            while let Some(done) = posts.try_join_next() {
+                done.map_err(|e| ClientError::Status {
+                    status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+                    message: e.to_string(),
+                })??;
+            }
+        }
+    });
+    let (echoes_tx, mut echoes) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let a_sender = a.clone();
+    let a_receiver = tokio::spawn(async move {
+        loop {
+            let batch = a.poll(Duration::from_secs(25)).await.map_err(err)?;
+            for message in batch.messages {
+                if let Ok(probe) = serde_json::from_str::<Probe>(message.data.get())
+                    && echoes_tx.send(probe.n).is_err()
+                {
+                    return Ok::<_, String>(());
                 }
             }
         }
     });
 
     let pad = "x".repeat(args.size.saturating_sub(40));
-    let run = |count: usize, a: &mut Peer| {
-        let pad = pad.clone();
-        let a_sender = a.clone();
-        let mut a = a.clone();
-        async move {
-            let mut samples = Vec::with_capacity(count);
-            for n in 0..count as u64 {
-                let body = serde_json::to_vec(&Probe {
-                    n,
-                    t: now_us(),
-                    pad: pad.clone(),
-                })
-                .map_err(err)?;
-                let started = Instant::now();
-                a_sender
-                    .send_json(Some("b"), body.into())
-                    .await
-                    .map_err(err)?;
-                'wait: loop {
-                    let batch = a.poll(Duration::from_secs(25)).await.map_err(err)?;
-                    for message in batch.messages {
-                        let probe: Probe = serde_json::from_str(message.data.get()).map_err(err)?;
-                        if probe.n == n {
-                            samples.push(started.elapsed());
-                            break 'wait;
-                        }
-                    }
-                }
-            }
-            Ok::<_, String>((samples, a))
-        }
-    };
-    let (_, warmed) = run(args.count / 10 + 1, &mut a).await?;
-    let mut a = warmed;
+    let warm_up = args.count / 10 + 1;
+    round_trips(&a_sender, &mut echoes, 0, warm_up, &pad).await?;
     let started = Instant::now();
-    let (samples, a_done) = run(args.count, &mut a).await?;
+    let samples = round_trips(&a_sender, &mut echoes, warm_up as u64, args.count, &pad).await?;
     let elapsed = started.elapsed();
-    a = a_done;
-    a.send(Some("b"), &json!({"stop": true}))
-        .await
-        .map_err(err)?;
+    a_sender.send(Some("b"), &json!({"stop": true})).await.map_err(err)?;
     echo.await.map_err(err)?.map_err(err)?;
+    a_receiver.abort();
 
     // Two bare exchanges, measured the same way in the same run.
     let floor = floor_samples(client, args.count).await.map_err(err)?;
@@ -279,6 +271,35 @@ async fn pingpong(client: &Client, args: PingpongArgs) -> Outcome {
         "lost": 0,
         "duplicated": 0,
     }))
+}
+
+/// `count` round trips numbered from `first`: each is timed from the send
+/// to the echo's arrival on a's parked poll; the POST's own reply is
+/// awaited off that path.
+async fn round_trips(
+    a: &Peer,
+    echoes: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+    first: u64,
+    count: usize,
+    pad: &str,
+) -> Result<Vec<Duration>, String> {
+    let mut samples = Vec::with_capacity(count);
+    for n in first..first + count as u64 {
+        let body = serde_json::to_vec(&Probe { n, t: now_us(), pad: pad.to_owned() }).map_err(err)?;
+        let started = Instant::now();
+        let sender = a.clone();
+        let post = tokio::spawn(async move { sender.send_json(Some("b"), body.into()).await });
+        loop {
+            match echoes.recv().await {
+                Some(echoed) if echoed == n => break,
+                Some(_) => continue,
+                None => return Err("a's poll loop ended".to_owned()),
+            }
+        }
+        samples.push(started.elapsed());
+        post.await.map_err(err)?.map_err(err)?;
+    }
+    Ok(samples)
 }
 
 /// CPU time (user + system) of a process, in seconds, from /proc.
