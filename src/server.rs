@@ -281,7 +281,9 @@ impl Connection {
                     _ => return debug!(%remote, "connection sent nothing in time; closed"),
                 }
                 let builder = self.protocols.sniffing.clone();
-                self.serve_with(&builder, stream, remote).await;
+                // Boxed per branch, so a plain connection does not reserve
+                // room for a TLS stream, nor the reverse.
+                Box::pin(self.serve_with(&builder, stream, remote)).await;
             }
             Some(acceptor) => {
                 let stream = match tokio::time::timeout(
@@ -300,7 +302,9 @@ impl Connection {
                 } else {
                     self.protocols.http1.clone()
                 };
-                self.serve_with(&builder, stream, remote).await;
+                // Boxed per branch, so a plain connection does not reserve
+                // room for a TLS stream, nor the reverse.
+                Box::pin(self.serve_with(&builder, stream, remote)).await;
             }
         }
     }

@@ -129,7 +129,9 @@ impl<S: Store> Api<S> {
             "/healthz" if is_read(&method) => {
                 json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
-            path if is_read(&method) => web::serve(&self.settings.web_dir, path)
+            // Boxed, like POST below: file reading must not size every
+            // request's future, parked polls included.
+            path if is_read(&method) => Box::pin(web::serve(&self.settings.web_dir, path))
                 .await
                 .unwrap_or_else(ApiError::into_response),
             path => {
@@ -150,10 +152,14 @@ impl<S: Store> Api<S> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
+        // A future is as large as its largest branch. A parked GET is held
+        // for up to a minute, thousands at once, so the other handlers are
+        // boxed: the GET stays inline and carries none of the POST's
+        // body-reading state.
         match *request.method() {
             Method::GET => self.receive(request).await,
-            Method::POST => self.send(request).await,
-            Method::DELETE => self.leave(request).await,
+            Method::POST => Box::pin(self.send(request)).await,
+            Method::DELETE => Box::pin(self.leave(request)).await,
             Method::OPTIONS => {
                 let mut reply = Response::new(Full::default());
                 *reply.status_mut() = StatusCode::NO_CONTENT;

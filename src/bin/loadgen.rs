@@ -250,7 +250,10 @@ async fn pingpong(client: &Client, args: PingpongArgs) -> Outcome {
     let started = Instant::now();
     let samples = round_trips(&a_sender, &mut echoes, warm_up as u64, args.count, &pad).await?;
     let elapsed = started.elapsed();
-    a_sender.send(Some("b"), &json!({"stop": true})).await.map_err(err)?;
+    a_sender
+        .send(Some("b"), &json!({"stop": true}))
+        .await
+        .map_err(err)?;
     echo.await.map_err(err)?.map_err(err)?;
     a_receiver.abort();
 
@@ -285,7 +288,12 @@ async fn round_trips(
 ) -> Result<Vec<Duration>, String> {
     let mut samples = Vec::with_capacity(count);
     for n in first..first + count as u64 {
-        let body = serde_json::to_vec(&Probe { n, t: now_us(), pad: pad.to_owned() }).map_err(err)?;
+        let body = serde_json::to_vec(&Probe {
+            n,
+            t: now_us(),
+            pad: pad.to_owned(),
+        })
+        .map_err(err)?;
         let started = Instant::now();
         let sender = a.clone();
         let post = tokio::spawn(async move { sender.send_json(Some("b"), body.into()).await });
