@@ -12,7 +12,15 @@ use signal_relay::{Config, Server};
 fn relay_benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    let config = Config::parse_from(["signal-relay", "--listen", "127.0.0.1:0", "--web-dir", web]);
+    let config = Config::parse_from([
+        "signal-relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--web-dir",
+        web,
+        "--rate-limit",
+        "0",
+    ]);
     let server = rt.block_on(Server::bind(&config)).expect("server binds");
     let base = format!("http://{}", server.local_addr());
     rt.spawn(server.run(std::future::pending()));

@@ -129,8 +129,70 @@ pub struct Config {
     #[arg(long, env = "SIGNAL_MAX_PARKED_POLLS", value_name = "N", default_value_t = Limits::default().parked_polls)]
     pub max_parked_polls: usize,
 
-    /// Time a client has to send its request headers (and, with TLS, to
-    /// finish the handshake); also how long an idle connection stays open.
+    /// Requests per second one client address may make (0: no limit);
+    /// past it, 429 with Retry-After. /healthz and /metrics are exempt.
+    #[arg(
+        long,
+        env = "SIGNAL_RATE_LIMIT",
+        value_name = "N",
+        default_value_t = 100
+    )]
+    pub rate_limit: u32,
+
+    /// Requests one client address may make in a burst above the rate.
+    #[arg(
+        long,
+        env = "SIGNAL_RATE_BURST",
+        value_name = "N",
+        default_value_t = 400
+    )]
+    pub rate_burst: u32,
+
+    /// Address of a reverse proxy in front of the server, whose
+    /// X-Forwarded-For names the real client (repeatable). Without it the
+    /// header is ignored: anyone could write it.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SIGNAL_TRUSTED_PROXY",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Polls one client address may hold open at once (0: no cap); past it, 503.
+    #[arg(
+        long,
+        env = "SIGNAL_MAX_POLLS_PER_IP",
+        value_name = "N",
+        default_value_t = 1000
+    )]
+    pub max_polls_per_ip: usize,
+
+    /// Open connections the server accepts; past it, new ones wait in the
+    /// kernel's queue until one closes.
+    #[arg(
+        long,
+        env = "SIGNAL_MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = 18_000
+    )]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request body, once its headers are in.
+    #[arg(long, env = "SIGNAL_BODY_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Time a client has to finish the TLS handshake.
+    #[arg(long, env = "SIGNAL_TLS_HANDSHAKE_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
+    /// With --tls, tell browsers to use HTTPS only for this host for a year
+    /// (Strict-Transport-Security).
+    #[arg(long, env = "SIGNAL_HSTS")]
+    pub hsts: bool,
+
+    /// Time a client has to send its request headers; also how long an
+    /// idle connection stays open.
     #[arg(long, env = "SIGNAL_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     pub header_timeout: Duration,
 }
@@ -162,9 +224,17 @@ impl Config {
                 return Err(format!("{flag} must be at least 1"));
             }
         }
+        if self.max_connections == 0 {
+            return Err("--max-connections must be at least 1".into());
+        }
+        if self.hsts && !self.tls {
+            return Err("--hsts only makes sense with --tls".into());
+        }
         for (flag, value) in [
             ("--peer-ttl", self.peer_ttl),
             ("--header-timeout", self.header_timeout),
+            ("--body-timeout", self.body_timeout),
+            ("--tls-handshake-timeout", self.tls_handshake_timeout),
         ] {
             if value.is_zero() {
                 return Err(format!("{flag} must be more than zero"));

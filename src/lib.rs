@@ -11,6 +11,7 @@
 //! - [`config`]: command-line flags and their environment variables;
 //! - [`client`]: a Rust client of the protocol (the load generator uses it).
 
+pub mod admission;
 pub mod api;
 pub mod client;
 pub mod config;

@@ -22,9 +22,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::admission::Admission;
 use crate::api::{Api, ApiSettings, Cors};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -64,7 +66,11 @@ pub struct Server {
     tls: Option<TlsAcceptor>,
     store: Arc<MemoryStore>,
     api: Arc<Api<MemoryStore>>,
+    admission: Arc<Admission>,
+    /// One permit per open connection: at the cap, accepting pauses.
+    connections: Arc<Semaphore>,
     header_timeout: Duration,
+    handshake_timeout: Duration,
     sweep_every: Duration,
 }
 
@@ -98,6 +104,12 @@ impl Server {
         })?;
 
         let metrics = Arc::new(Metrics::new());
+        let admission = Arc::new(Admission::new(
+            config.rate_limit,
+            config.rate_burst,
+            config.trusted_proxies.clone(),
+            config.max_polls_per_ip,
+        ));
         let store = Arc::new(MemoryStore::with_metrics(config.limits(), metrics.clone()));
         let api = Arc::new(Api::new(
             store.clone(),
@@ -112,8 +124,11 @@ impl Server {
                     .iter()
                     .flat_map(|servers| servers.0.iter().cloned())
                     .collect(),
+                body_timeout: config.body_timeout,
+                hsts: config.hsts && tls.is_some(),
             },
             metrics,
+            admission.clone(),
         ));
         if !config.web_dir.is_dir() {
             warn!(
@@ -135,7 +150,10 @@ impl Server {
             tls,
             store,
             api,
+            admission,
+            connections: Arc::new(Semaphore::new(config.max_connections)),
             header_timeout: config.header_timeout,
+            handshake_timeout: config.tls_handshake_timeout,
             // Often enough that a peer leaves within about a quarter TTL of
             // expiring, rarely enough that sweeping costs nothing.
             sweep_every: (config.peer_ttl / 4)
@@ -154,27 +172,38 @@ impl Server {
             tls,
             store,
             api,
+            admission,
+            connections,
             header_timeout,
+            handshake_timeout,
             sweep_every,
             ..
         } = self;
         let protocols = Arc::new(Protocols::new(header_timeout));
         let graceful = GracefulShutdown::new();
-        let sweeper = tokio::spawn(sweep_periodically(store.clone(), sweep_every));
+        let sweeper = tokio::spawn(sweep_periodically(store.clone(), admission, sweep_every));
         let mut shutdown = pin!(shutdown);
         loop {
-            let accepted = tokio::select! {
+            // At the connection cap, stop accepting (the kernel queues new
+            // connections) rather than run out of memory or descriptors.
+            let (permit, accepted) = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
+                accepted = async {
+                    let permit = connections.clone().acquire_owned().await;
+                    (permit, listener.accept().await)
+                } => accepted,
             };
+            let Ok(permit) = permit else { break };
             match accepted {
                 Ok((stream, remote)) => {
                     let connection = Connection {
                         api: api.clone(),
                         protocols: protocols.clone(),
                         header_timeout,
+                        handshake_timeout,
                         watcher: graceful.watcher(),
+                        _permit: permit,
                     };
                     tokio::spawn(connection.serve(stream, remote, tls.clone()));
                 }
@@ -217,12 +246,13 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-async fn sweep_periodically(store: Arc<MemoryStore>, every: Duration) {
+async fn sweep_periodically(store: Arc<MemoryStore>, admission: Arc<Admission>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         store.sweep().await;
+        admission.forget_idle();
     }
 }
 
@@ -262,7 +292,10 @@ struct Connection {
     api: Arc<Api<MemoryStore>>,
     protocols: Arc<Protocols>,
     header_timeout: Duration,
+    handshake_timeout: Duration,
     watcher: Watcher,
+    /// Held for the connection's life: its slot under --max-connections.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Connection {
@@ -286,16 +319,14 @@ impl Connection {
                 Box::pin(self.serve_with(&builder, stream, remote)).await;
             }
             Some(acceptor) => {
-                let stream = match tokio::time::timeout(
-                    self.header_timeout,
-                    acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => return debug!(%remote, %error, "TLS handshake failed"),
-                    Err(_) => return debug!(%remote, "TLS handshake timed out"),
-                };
+                let stream =
+                    match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return debug!(%remote, %error, "TLS handshake failed"),
+                        Err(_) => return debug!(%remote, "TLS handshake timed out"),
+                    };
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 let builder = if h2 {
                     self.protocols.http2.clone()
@@ -313,10 +344,10 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let api = self.api;
+        let api = self.api.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let api = api.clone();
-            async move { Ok::<_, Infallible>(api.handle(request).await) }
+            async move { Ok::<_, Infallible>(api.handle(request, remote).await) }
         });
         let connection = builder
             .serve_connection(TokioIo::new(io), service)

@@ -190,7 +190,7 @@ async fn a_stalled_tls_handshake_is_closed() {
     let dir = scratch_dir("handshake");
     let server = TestServer::start(&[
         "--tls",
-        "--header-timeout",
+        "--tls-handshake-timeout",
         "0.3",
         "--tls-cert",
         dir.join("c.pem").to_str().unwrap(),

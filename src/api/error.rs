@@ -10,6 +10,7 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
+use crate::admission::Refusal;
 use crate::store::StoreError;
 
 /// Seconds a client should wait before retrying a 429: a recipient's
@@ -130,6 +131,25 @@ impl From<StoreError> for ApiError {
             E::ShuttingDown => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 format!("{error}: retry in a moment (see Retry-After)"),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::TooFast { retry_after } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests from your address: slow down and retry after Retry-After seconds",
+            )
+            .retry_after(u32::try_from(retry_after.as_secs() + 1).unwrap_or(u32::MAX)),
+            Refusal::TooManyPolls { max } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "your address already holds {max} open polls: close some (one per peer is enough) and retry"
+                ),
             )
             .retry_after(RETRY_UNAVAILABLE),
         }

@@ -6,6 +6,7 @@ mod cors;
 mod error;
 mod params;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use cors::Cors;
 pub use error::{ApiError, json_response};
 use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 
+use crate::admission::{Admission, PollSlot, Refusal};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::store::{Batch, Envelope, Payload, PollRequest, SendRequest, Store};
 use crate::token::Token;
@@ -44,6 +46,10 @@ pub struct ApiSettings {
     pub web_dir: PathBuf,
     /// `RTCIceServer` objects for the browser client, served at `/config`.
     pub ice_servers: Vec<serde_json::Value>,
+    /// Time a client has to send a request body.
+    pub body_timeout: Duration,
+    /// Send Strict-Transport-Security (only when serving TLS).
+    pub hsts: bool,
 }
 
 /// Routes requests to the store and formats its answers.
@@ -51,26 +57,53 @@ pub struct Api<S> {
     store: Arc<S>,
     settings: ApiSettings,
     metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
 }
 
 type Reply = Response<Full<Bytes>>;
 
 impl<S: Store> Api<S> {
-    pub fn new(store: Arc<S>, settings: ApiSettings, metrics: Arc<Metrics>) -> Api<S> {
+    pub fn new(
+        store: Arc<S>,
+        settings: ApiSettings,
+        metrics: Arc<Metrics>,
+        admission: Arc<Admission>,
+    ) -> Api<S> {
         Api {
             store,
             settings,
             metrics,
+            admission,
         }
     }
 
-    /// Answers one request. Never fails: every error is a JSON reply.
-    pub async fn handle<B>(&self, request: Request<B>) -> Reply
+    /// Answers one request from `peer` (the socket's remote address).
+    /// Never fails: every error is a JSON reply.
+    pub async fn handle<B>(&self, request: Request<B>, peer: SocketAddr) -> Reply
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let reply = self.route(request).await;
+        let mut reply = match self.admit(&request, peer) {
+            Ok(slot) => {
+                let reply = self.route(request).await;
+                drop(slot);
+                reply
+            }
+            Err(refusal) => {
+                let mut reply = ApiError::from(refusal).into_response();
+                reply
+                    .headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                reply
+            }
+        };
+        if self.settings.hsts {
+            reply.headers_mut().insert(
+                hyper::header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         let status = reply.status();
         if status.is_client_error() || status.is_server_error() {
             self.metrics
@@ -81,6 +114,25 @@ impl<S: Store> Api<S> {
                 .inc();
         }
         reply
+    }
+
+    /// Applies the client's rate limit (operators' probes exempt) and, for
+    /// a poll, takes one of the client's poll slots until the reply is made.
+    fn admit<B>(
+        &self,
+        request: &Request<B>,
+        peer: SocketAddr,
+    ) -> Result<Option<PollSlot>, Refusal> {
+        let path = request.uri().path();
+        if path == "/healthz" || path == "/metrics" {
+            return Ok(None);
+        }
+        let client = self.admission.client_ip(peer, request.headers());
+        self.admission.check_rate(client)?;
+        if path == "/signal" && request.method() == Method::GET {
+            return self.admission.open_poll(client).map(Some);
+        }
+        Ok(None)
     }
 
     async fn route<B>(&self, request: Request<B>) -> Reply
@@ -263,12 +315,20 @@ impl<S: Store> Api<S> {
         if declared.is_some_and(|len| len > limit as u64) {
             return Err(too_large());
         }
-        match Limited::new(request.into_body(), limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Err(e) => Err(ApiError::bad_request(format!(
+        let deadline = self.settings.body_timeout;
+        let reading = Limited::new(request.into_body(), limit).collect();
+        match tokio::time::timeout(deadline, reading).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Ok(Err(e)) => Err(ApiError::bad_request(format!(
                 "the request body could not be read: {e}"
             ))),
+            Err(_) => Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body did not arrive within {deadline:?}: send it at once, it is small"
+                ),
+            )),
         }
     }
 }
@@ -374,14 +434,17 @@ mod tests {
                 cors: Cors::Off,
                 web_dir: PathBuf::from("web"),
                 ice_servers: Vec::new(),
+                body_timeout: Duration::from_secs(1),
+                hsts: false,
             },
             Arc::default(),
+            Arc::new(Admission::new(0, 0, Vec::new(), 0)),
         );
         store.close();
         let request = Request::get("/signal?room=r&peer=a")
             .body(Full::<Bytes>::default())
             .unwrap();
-        let reply = api.handle(request).await;
+        let reply = api.handle(request, "127.0.0.1:9".parse().unwrap()).await;
         assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(reply.headers()["retry-after"], "2");
         assert_eq!(reply.headers()["cache-control"], "no-store");
