@@ -1,0 +1,375 @@
+//! The MemoryStore against a reference model: random interleavings of
+//! joins, sends, broadcasts, leaves, expiry and polls with arbitrary
+//! cursors. The model is a plain Vec-based rendering of docs/protocol.md;
+//! every reply of the store must equal the model's prediction exactly
+//! (seqs, senders, payloads, room events, reset, receipts, refusals). So no
+//! message is lost, none reaches the wrong peer, each sender's order holds,
+//! and every mailbox stays within its cap.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::value::RawValue;
+use signal_relay::name::Name;
+use signal_relay::store::{
+    Credentials, Limits, MemoryStore, PollRequest, SendRequest, Store, StoreError,
+};
+use signal_relay::token::Token;
+
+const PEERS: usize = 4;
+const MAILBOX: usize = 4;
+const BACKLOG: usize = 2;
+const ROOM_PEERS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Cursor {
+    /// The `next` of the peer's last poll, with its epoch.
+    Current,
+    /// 0 with the current epoch (a client that lost its state).
+    Zero,
+    /// Some steps behind the current cursor.
+    Behind(u64),
+    /// Beyond the last message.
+    Beyond,
+    /// The right number, with an epoch from another incarnation.
+    ForeignEpoch,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Poll(usize, Cursor),
+    Send(usize, Option<usize>),
+    Leave(usize),
+    /// Everyone goes quiet for longer than the TTL and the backlog age.
+    Expire,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let peer = 0..PEERS;
+    let cursor = prop_oneof![
+        4 => Just(Cursor::Current),
+        1 => Just(Cursor::Zero),
+        1 => (1u64..4).prop_map(Cursor::Behind),
+        1 => Just(Cursor::Beyond),
+        1 => Just(Cursor::ForeignEpoch),
+    ];
+    prop_oneof![
+        5 => (peer.clone(), cursor).prop_map(|(p, c)| Op::Poll(p, c)),
+        5 => (peer.clone(), prop::option::of(0..PEERS)).prop_map(|(p, to)| Op::Send(p, to)),
+        1 => peer.prop_map(Op::Leave),
+        1 => Just(Op::Expire),
+    ]
+}
+
+fn name(i: usize) -> String {
+    format!("p{i}")
+}
+
+/// What a client remembers of its mailbox between polls.
+#[derive(Debug, Clone, Default)]
+struct ClientState {
+    cursor: u64,
+    epoch: Option<String>,
+}
+
+/// The model's mailbox: (seq, from, data text).
+#[derive(Debug, Clone, Default)]
+struct ModelMailbox {
+    peer: usize,
+    messages: VecDeque<(u64, Option<usize>, String)>,
+    last_seq: u64,
+    acked: u64,
+    /// This incarnation's epoch, once a poll has shown it.
+    epoch: Option<String>,
+}
+
+impl ModelMailbox {
+    fn push(&mut self, from: Option<usize>, data: String) {
+        self.last_seq += 1;
+        self.messages.push_back((self.last_seq, from, data));
+    }
+
+    /// Messages that came from peers (room events are not capped).
+    fn peer_messages(&self) -> usize {
+        self.messages.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    peers: Vec<ModelMailbox>,
+    backlog: VecDeque<(usize, String)>,
+}
+
+impl Model {
+    fn find(&self, peer: usize) -> Option<usize> {
+        self.peers.iter().position(|m| m.peer == peer)
+    }
+
+    fn join(&mut self, peer: usize) {
+        let present: Vec<String> = self
+            .peers
+            .iter()
+            .map(|m| format!("\"{}\"", name(m.peer)))
+            .collect();
+        let mut mailbox = ModelMailbox {
+            peer,
+            ..Default::default()
+        };
+        mailbox.push(
+            None,
+            format!(r#"{{"type":"peers","peers":[{}]}}"#, present.join(",")),
+        );
+        for (from, data) in self.backlog.drain(..) {
+            mailbox.push(Some(from), data);
+        }
+        for other in &mut self.peers {
+            other.push(
+                None,
+                format!(r#"{{"type":"join","peer":"{}"}}"#, name(peer)),
+            );
+        }
+        self.peers.push(mailbox);
+    }
+
+    fn remove(&mut self, index: usize) {
+        let gone = self.peers.remove(index);
+        for other in &mut self.peers {
+            other.push(
+                None,
+                format!(r#"{{"type":"leave","peer":"{}"}}"#, name(gone.peer)),
+            );
+        }
+    }
+}
+
+fn token(peer: usize) -> Token {
+    Token::parse(&format!("peer-token-0000000{peer}")).expect("valid")
+}
+
+fn who(peer: usize) -> Credentials {
+    Credentials {
+        room: Name::parse("room").expect("valid"),
+        peer: Name::parse(&name(peer)).expect("valid"),
+        token: Some(token(peer)),
+    }
+}
+
+fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let store = MemoryStore::new(Limits {
+            peer_ttl: Duration::from_secs(10),
+            mailbox_messages: MAILBOX,
+            mailbox_bytes: 1 << 20,
+            backlog_messages: BACKLOG,
+            backlog_age: Duration::from_secs(10),
+            room_peers: ROOM_PEERS,
+            rooms: 10,
+            parked_polls: 10,
+        });
+        let mut model = Model::default();
+        let mut clients = vec![ClientState::default(); PEERS];
+        let mut sent = 0u64;
+
+        for op in ops {
+            match op {
+                Op::Poll(peer, cursor) => {
+                    let client = &clients[peer];
+                    let (since, epoch) = match &cursor {
+                        Cursor::Current => (client.cursor, client.epoch.clone()),
+                        Cursor::Zero => (0, client.epoch.clone()),
+                        Cursor::Behind(k) => {
+                            (client.cursor.saturating_sub(*k), client.epoch.clone())
+                        }
+                        Cursor::Beyond => (client.cursor + 5, client.epoch.clone()),
+                        Cursor::ForeignEpoch => (client.cursor, Some("not-this-one".into())),
+                    };
+                    let result = store
+                        .poll(PollRequest {
+                            reader: who(peer),
+                            since,
+                            epoch: epoch.clone().map(Into::into),
+                            wait: Duration::ZERO,
+                        })
+                        .await;
+
+                    // The model's prediction.
+                    let created = model.find(peer).is_none();
+                    if created {
+                        if model.peers.len() >= ROOM_PEERS {
+                            prop_assert!(
+                                matches!(result, Err(StoreError::RoomFull { .. })),
+                                "{result:?}"
+                            );
+                            continue;
+                        }
+                        model.join(peer);
+                    }
+                    let batch = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    let index = model.find(peer).expect("joined");
+                    let mailbox = &mut model.peers[index];
+                    let same_incarnation = match epoch.as_deref() {
+                        None => true,
+                        Some(e) => mailbox.epoch.as_deref() == Some(e),
+                    };
+                    let honoured = !(created && since > 0)
+                        && same_incarnation
+                        && (mailbox.acked..=mailbox.last_seq).contains(&since);
+                    if honoured {
+                        while mailbox.messages.front().is_some_and(|m| m.0 <= since) {
+                            mailbox.messages.pop_front();
+                        }
+                        mailbox.acked = since;
+                    }
+                    let expected: Vec<(u64, Option<String>, String)> = mailbox
+                        .messages
+                        .iter()
+                        .map(|(seq, from, data)| (*seq, from.map(name), data.clone()))
+                        .collect();
+                    let actual: Vec<(u64, Option<String>, String)> = batch
+                        .messages
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.seq,
+                                m.from.as_ref().map(|f| f.to_string()),
+                                m.data.get().to_owned(),
+                            )
+                        })
+                        .collect();
+                    prop_assert_eq!(actual, expected, "poll {:?} {:?}", peer, cursor);
+                    prop_assert_eq!(batch.reset, !honoured, "reset of {:?} {:?}", peer, cursor);
+                    prop_assert_eq!(batch.next, mailbox.last_seq);
+                    prop_assert_eq!(batch.issued_token.is_some(), created);
+                    let shown = batch.epoch.to_string();
+                    if let Some(known) = &mailbox.epoch {
+                        prop_assert_eq!(known, &shown, "an incarnation keeps its epoch");
+                    }
+                    mailbox.epoch = Some(shown);
+                    clients[peer] = ClientState {
+                        cursor: batch.next,
+                        epoch: Some(batch.epoch.to_string()),
+                    };
+                }
+                Op::Send(from, to) => {
+                    sent += 1;
+                    let data = format!(r#"{{"from":{from},"n":{sent}}}"#);
+                    let result = store
+                        .send(SendRequest {
+                            sender: who(from),
+                            to: to.map(|t| Name::parse(&name(t)).expect("valid")),
+                            data: Arc::from(RawValue::from_string(data.clone()).expect("json")),
+                            idempotency_key: None,
+                        })
+                        .await;
+
+                    let sender_index = model.find(from);
+                    if sender_index.is_none() && model.peers.len() >= ROOM_PEERS {
+                        prop_assert!(
+                            matches!(result, Err(StoreError::RoomFull { .. })),
+                            "{result:?}"
+                        );
+                        continue;
+                    }
+                    let recipients: Vec<usize> = match to {
+                        Some(t) if t == from => {
+                            prop_assert_eq!(result.err(), Some(StoreError::SendToSelf));
+                            continue;
+                        }
+                        Some(t) => match model.find(t) {
+                            Some(i) => vec![i],
+                            None => {
+                                prop_assert!(
+                                    matches!(result, Err(StoreError::NoSuchPeer { .. })),
+                                    "{result:?}"
+                                );
+                                continue;
+                            }
+                        },
+                        None => (0..model.peers.len())
+                            .filter(|&i| Some(i) != sender_index)
+                            .collect(),
+                    };
+                    if let Some(&full) = recipients
+                        .iter()
+                        .find(|&&i| model.peers[i].peer_messages() >= MAILBOX)
+                    {
+                        let _ = full;
+                        prop_assert!(
+                            matches!(result, Err(StoreError::MailboxFull { .. })),
+                            "{result:?}"
+                        );
+                        continue;
+                    }
+                    if recipients.is_empty() && model.backlog.len() >= BACKLOG {
+                        prop_assert!(
+                            matches!(result, Err(StoreError::BacklogFull { .. })),
+                            "{result:?}"
+                        );
+                        continue;
+                    }
+                    let sent_ok = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    let delivered: Vec<String> = recipients
+                        .iter()
+                        .map(|&i| name(model.peers[i].peer))
+                        .collect();
+                    if sender_index.is_none() {
+                        model.join(from);
+                        prop_assert!(sent_ok.issued_token.is_some());
+                    }
+                    for &i in &recipients {
+                        model.peers[i].push(Some(from), data.clone());
+                    }
+                    if recipients.is_empty() {
+                        model.backlog.push_back((from, data));
+                    }
+                    let actual: Vec<String> = sent_ok
+                        .receipt
+                        .delivered
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect();
+                    prop_assert_eq!(actual, delivered);
+                    prop_assert_eq!(sent_ok.receipt.queued, recipients.is_empty());
+                }
+                Op::Leave(peer) => {
+                    let left = store
+                        .leave(who(peer))
+                        .await
+                        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    let index = model.find(peer);
+                    prop_assert_eq!(left, index.is_some());
+                    if let Some(index) = index {
+                        model.remove(index);
+                    }
+                }
+                Op::Expire => {
+                    tokio::time::advance(Duration::from_secs(11)).await;
+                    store.sweep().await;
+                    model = Model::default();
+                }
+            }
+            // Caps hold: the store holds what the model holds, no more.
+            let stats = store.stats();
+            prop_assert_eq!(stats.mailboxes, model.peers.len());
+            prop_assert!(stats.rooms <= 1);
+        }
+        Ok(())
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_store_behaves_like_the_model(ops in prop::collection::vec(op(), 1..60)) {
+        run(ops)?;
+    }
+}
