@@ -125,6 +125,11 @@ pub struct Config {
     #[arg(long, env = "SIGNAL_MAX_ROOMS", value_name = "N", default_value_t = Limits::default().rooms)]
     pub max_rooms: usize,
 
+    /// Bytes of undelivered messages the server holds in all, each message
+    /// counted per recipient plus a fixed overhead; past it sends get 503.
+    #[arg(long, env = "SIGNAL_MAX_STORED_BYTES", value_name = "BYTES", default_value_t = Limits::default().stored_bytes)]
+    pub max_stored_bytes: usize,
+
     /// Most polls parked at once on the server; past it polls get 503.
     #[arg(long, env = "SIGNAL_MAX_PARKED_POLLS", value_name = "N", default_value_t = Limits::default().parked_polls)]
     pub max_parked_polls: usize,
@@ -212,6 +217,15 @@ impl Config {
                 self.max_body, self.mailbox_bytes
             ));
         }
+        if self.backlog_messages > self.mailbox_messages {
+            return Err(format!(
+                "--backlog-messages ({}) must not exceed --mailbox-messages ({}): the backlog goes into one mailbox",
+                self.backlog_messages, self.mailbox_messages
+            ));
+        }
+        if self.max_body > self.max_stored_bytes {
+            return Err("--max-body must not exceed --max-stored-bytes".into());
+        }
         if self.room_peers < 2 {
             return Err("--room-peers must be at least 2".into());
         }
@@ -254,6 +268,7 @@ impl Config {
             room_peers: self.room_peers,
             rooms: self.max_rooms,
             parked_polls: self.max_parked_polls,
+            stored_bytes: self.max_stored_bytes,
         }
     }
 }

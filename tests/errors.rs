@@ -250,7 +250,7 @@ async fn other_content_types_are_415() {
 
 #[tokio::test]
 async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone() {
-    let server = TestServer::start(&["--mailbox-messages", "3"]).await;
+    let server = TestServer::start(&["--mailbox-messages", "3", "--backlog-messages", "3"]).await;
     let mut a = server.peer("r", "a");
     let mut b = server.peer("r", "b");
     let mut c = server.peer("r", "c");

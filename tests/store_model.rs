@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use signal_relay::name::Name;
 use signal_relay::store::{
-    Credentials, Limits, MemoryStore, PollRequest, SendRequest, Store, StoreError,
+    Credentials, Limits, MESSAGE_OVERHEAD, MemoryStore, PollRequest, SendRequest, Store, StoreError,
 };
 use signal_relay::token::Token;
 
@@ -173,6 +173,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             room_peers: ROOM_PEERS,
             rooms: 10,
             parked_polls: 10,
+            stored_bytes: 1 << 20,
         });
         let mut model = Model::default();
         let mut clients = vec![ClientState::default(); PEERS];
@@ -360,6 +361,15 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let stats = store.stats();
             prop_assert_eq!(stats.mailboxes, model.peers.len());
             prop_assert!(stats.rooms <= 1);
+            // The global byte count is exactly what the model holds.
+            let held: usize = model
+                .peers
+                .iter()
+                .flat_map(|m| m.messages.iter().map(|(_, _, d)| d.len()))
+                .chain(model.backlog.iter().map(|(_, d)| d.len()))
+                .map(|len| len + MESSAGE_OVERHEAD)
+                .sum();
+            prop_assert_eq!(store.stored_bytes(), held);
         }
         Ok(())
     })

@@ -123,7 +123,7 @@ impl From<StoreError> for ApiError {
                 S::CONFLICT,
                 format!("{error}: use another room, or wait for a peer to leave"),
             ),
-            E::TooManyRooms { .. } | E::TooManyParkedPolls { .. } => ApiError::new(
+            E::TooManyRooms { .. } | E::TooManyParkedPolls { .. } | E::StoreFull { .. } => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 format!("{error}: retry later (see Retry-After)"),
             )

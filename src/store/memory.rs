@@ -39,7 +39,10 @@ use crate::token::{Token, random_bytes};
 /// large sweep shares its worker thread with request handling.
 const SWEEP_BATCH: usize = 256;
 /// Idempotency records kept per room; past it the oldest is forgotten early.
-const MAX_RECEIPTS_PER_ROOM: usize = 1024;
+const MAX_RECEIPTS_PER_ROOM: usize = 256;
+/// What one stored message costs beyond its payload (envelope, queue slot,
+/// reference count), counted in every byte budget.
+pub const MESSAGE_OVERHEAD: usize = 64;
 
 /// The default [`Store`]: everything in this process's memory.
 pub struct MemoryStore {
@@ -47,6 +50,8 @@ pub struct MemoryStore {
     /// Kept beside the map because `DashMap::len` locks every shard, which
     /// must not happen while one is held.
     room_count: AtomicUsize,
+    /// Bytes of all stored messages (see [`MESSAGE_OVERHEAD`]).
+    stored_bytes: AtomicUsize,
     mailbox_count: AtomicUsize,
     parked_polls: AtomicUsize,
     limits: Limits,
@@ -111,6 +116,7 @@ impl MemoryStore {
         MemoryStore {
             rooms: DashMap::new(),
             room_count: AtomicUsize::new(0),
+            stored_bytes: AtomicUsize::new(0),
             mailbox_count: AtomicUsize::new(0),
             parked_polls: AtomicUsize::new(0),
             limits,
@@ -168,6 +174,108 @@ impl MemoryStore {
 impl Store for MemoryStore {
     async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
         self.ensure_open()?;
+        let room_name = request.sender.room.clone();
+        let mut room = self.room_mut(&room_name)?;
+        let before = room.stored_bytes();
+        let result = self.send_in(&mut room, request);
+        self.account(before, room.stored_bytes());
+        let empty = room.is_empty();
+        drop(room);
+        if result.is_err() && empty {
+            // A refused first request must not leave a room counted
+            // against --max-rooms until the next sweep.
+            self.discard_if_empty(&room_name);
+        }
+        result
+    }
+
+    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+        self.poll_in(request).await
+    }
+
+    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
+        let Some(mut room) = self.rooms.get_mut(&peer.room) else {
+            return Ok(false);
+        };
+        let Some(index) = room.authenticate(&peer)? else {
+            return Ok(false);
+        };
+        let before = room.stored_bytes();
+        room.remove(index);
+        let evicted = room.evict_overflowing(&peer.room, &self.limits);
+        self.mailbox_count.fetch_sub(1 + evicted, Ordering::Relaxed);
+        self.account(before, room.stored_bytes());
+        debug!(room = %peer.room, peer = %peer.peer, "peer left");
+        Ok(true)
+    }
+
+    async fn sweep(&self) {
+        let now = Instant::now();
+        // Collect the names first: holding an iterator's shard lock while
+        // locking entries would deadlock, and would stall the shard.
+        let names: Vec<Name> = self.rooms.iter().map(|room| room.key().clone()).collect();
+        for (n, name) in names.iter().enumerate() {
+            if n % SWEEP_BATCH == SWEEP_BATCH - 1 {
+                tokio::task::yield_now().await;
+            }
+            let empty = match self.rooms.get_mut(name) {
+                Some(mut room) => {
+                    let before = room.stored_bytes();
+                    let expired = room.expire(name, now, &self.limits);
+                    self.mailbox_count.fetch_sub(expired, Ordering::Relaxed);
+                    self.account(before, room.stored_bytes());
+                    room.is_empty()
+                }
+                None => continue,
+            };
+            if empty {
+                self.discard_if_empty(name);
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.room_count.load(Ordering::Relaxed),
+            mailboxes: self.mailbox_count.load(Ordering::Relaxed),
+            parked_polls: self.parked_polls.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// Bytes of messages held, across all rooms (what --max-stored-bytes caps).
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Every operation measures its room's bytes before and after: one
+    /// place keeps the global count, whatever the operation did.
+    fn account(&self, before: usize, after: usize) {
+        if after >= before {
+            self.stored_bytes
+                .fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.stored_bytes
+                .fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+
+    fn discard_if_empty(&self, name: &Name) {
+        if self
+            .rooms
+            .remove_if(name, |_, room| room.is_empty())
+            .is_some()
+        {
+            self.room_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send_in(&self, room: &mut Room, request: SendRequest) -> Result<Sent, StoreError> {
         let SendRequest {
             sender,
             to,
@@ -176,7 +284,6 @@ impl Store for MemoryStore {
         } = request;
         let now = Instant::now();
         let limits = &self.limits;
-        let mut room = self.room_mut(&sender.room)?;
 
         let sender_index = room.authenticate(&sender)?;
         if let Some(i) = sender_index {
@@ -223,11 +330,17 @@ impl Store for MemoryStore {
                 });
             }
         }
+        let cost = recipients.len().max(1) * (size + MESSAGE_OVERHEAD);
+        if self.stored_bytes() + cost > limits.stored_bytes {
+            return Err(StoreError::StoreFull {
+                max: limits.stored_bytes,
+            });
+        }
 
         // Joining appends, so the recipient indices above stay valid.
         let issued_token = match sender_index {
             Some(_) => None,
-            None => Some(self.join(&mut room, &sender, now)),
+            None => Some(self.join(room, &sender, now)),
         };
         let delivered = recipients
             .iter()
@@ -257,7 +370,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+    async fn poll_in(&self, request: PollRequest) -> Result<Batch, StoreError> {
         self.ensure_open()?;
         let PollRequest {
             reader,
@@ -269,11 +382,13 @@ impl Store for MemoryStore {
         let deadline = now + wait;
 
         let mut room = self.room_mut(&reader.room)?;
+        let before = room.stored_bytes();
         let (index, issued_token) = match room.authenticate(&reader)? {
             Some(i) => (i, None),
             None => {
                 room.check_can_join(&reader.room, &self.limits)?;
                 let token = self.join(&mut room, &reader, now);
+                // The newcomer is last: evictions only remove others.
                 (room.peers.len() - 1, Some(token))
             }
         };
@@ -283,6 +398,8 @@ impl Store for MemoryStore {
         // some earlier incarnation, whatever its number says.
         let cursor_is_stale = issued_token.is_some() && since > 0;
         let batch = mailbox.read(since, epoch.as_deref(), cursor_is_stale, &self.metrics);
+        self.account(before, room.stored_bytes());
+        let mailbox = &mut room.peers[index];
         if !batch.messages.is_empty() || batch.reset || wait.is_zero() {
             return Ok(Batch {
                 issued_token,
@@ -340,66 +457,17 @@ impl Store for MemoryStore {
             woken.as_mut().enable();
         }
     }
-
-    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
-        let Some(mut room) = self.rooms.get_mut(&peer.room) else {
-            return Ok(false);
-        };
-        let Some(index) = room.authenticate(&peer)? else {
-            return Ok(false);
-        };
-        room.remove(index);
-        self.mailbox_count.fetch_sub(1, Ordering::Relaxed);
-        debug!(room = %peer.room, peer = %peer.peer, "peer left");
-        Ok(true)
-    }
-
-    async fn sweep(&self) {
-        let now = Instant::now();
-        // Collect the names first: holding an iterator's shard lock while
-        // locking entries would deadlock, and would stall the shard.
-        let names: Vec<Name> = self.rooms.iter().map(|room| room.key().clone()).collect();
-        for (n, name) in names.iter().enumerate() {
-            if n % SWEEP_BATCH == SWEEP_BATCH - 1 {
-                tokio::task::yield_now().await;
-            }
-            let empty = match self.rooms.get_mut(name) {
-                Some(mut room) => {
-                    let expired = room.expire(name, now, &self.limits);
-                    self.mailbox_count.fetch_sub(expired, Ordering::Relaxed);
-                    room.is_empty()
-                }
-                None => continue,
-            };
-            if empty
-                && self
-                    .rooms
-                    .remove_if(name, |_, room| room.is_empty())
-                    .is_some()
-            {
-                self.room_count.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn close(&self) {
-        self.closed.cancel();
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            rooms: self.room_count.load(Ordering::Relaxed),
-            mailboxes: self.mailbox_count.load(Ordering::Relaxed),
-            parked_polls: self.parked_polls.load(Ordering::Relaxed),
-        }
-    }
 }
 
 impl MemoryStore {
-    /// Adds the peer to the room (see [`Room::join`]), counting its mailbox.
+    /// Adds the peer to the room (see [`Room::join`]), counting its mailbox;
+    /// peers drowned in the join event are evicted.
     fn join(&self, room: &mut Room, who: &Credentials, now: Instant) -> Token {
         self.mailbox_count.fetch_add(1, Ordering::Relaxed);
-        room.join(who, now, &self.limits)
+        let token = room.join(who, now, &self.limits);
+        let evicted = room.evict_overflowing(&who.room, &self.limits);
+        self.mailbox_count.fetch_sub(evicted, Ordering::Relaxed);
+        token
     }
 }
 
@@ -553,6 +621,33 @@ impl Room {
     fn is_empty(&self) -> bool {
         self.peers.is_empty() && self.backlog.is_empty() && self.receipts.is_empty()
     }
+
+    /// Bytes of the messages this room holds, in mailboxes and backlog.
+    fn stored_bytes(&self) -> usize {
+        let mailboxes: usize = self.peers.iter().map(|m| m.bytes).sum();
+        let backlog: usize = self
+            .backlog
+            .iter()
+            .map(|q| q.data.get().len() + MESSAGE_OVERHEAD)
+            .sum();
+        mailboxes + backlog
+    }
+
+    /// Room events are stored even in a full mailbox (dropping one would
+    /// mislead the reader), so a peer that never polls while others come
+    /// and go could grow without bound. Past twice its cap it is taken as
+    /// gone: it leaves (and gets `reset` if it ever returns). Returns how
+    /// many left.
+    fn evict_overflowing(&mut self, room: &Name, limits: &Limits) -> usize {
+        let hard_cap = limits.mailbox_messages.saturating_mul(2).max(16);
+        let mut evicted = 0;
+        while let Some(index) = self.peers.iter().position(|m| m.messages.len() > hard_cap) {
+            debug!(room = %room, peer = %self.peers[index].peer, "peer evicted: its mailbox overflowed with room events");
+            self.remove(index);
+            evicted += 1;
+        }
+        evicted
+    }
 }
 
 impl Mailbox {
@@ -574,7 +669,8 @@ impl Mailbox {
     }
 
     fn has_room_for(&self, size: usize, limits: &Limits) -> bool {
-        self.messages.len() < limits.mailbox_messages && self.bytes + size <= limits.mailbox_bytes
+        self.messages.len() < limits.mailbox_messages
+            && self.bytes + size + MESSAGE_OVERHEAD <= limits.mailbox_bytes
     }
 
     /// Appends a message and wakes a parked poll. Room events go through
@@ -582,7 +678,7 @@ impl Mailbox {
     /// leave the reader with a wrong picture of the room.
     fn push(&mut self, from: Option<Name>, data: Payload) {
         self.last_seq += 1;
-        self.bytes += data.get().len();
+        self.bytes += data.get().len() + MESSAGE_OVERHEAD;
         self.messages.push_back(Envelope {
             seq: self.last_seq,
             from,
@@ -608,7 +704,7 @@ impl Mailbox {
         if honoured {
             while self.messages.front().is_some_and(|m| m.seq <= since) {
                 if let Some(m) = self.messages.pop_front() {
-                    self.bytes -= m.data.get().len();
+                    self.bytes -= m.data.get().len() + MESSAGE_OVERHEAD;
                 }
             }
             self.acked = since;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-pub use memory::MemoryStore;
+pub use memory::{MESSAGE_OVERHEAD, MemoryStore};
 
 use crate::name::Name;
 use crate::token::Token;
@@ -140,6 +140,8 @@ pub enum StoreError {
     TooManyRooms { max: usize },
     #[error("the server already holds {max} parked polls")]
     TooManyParkedPolls { max: usize },
+    #[error("the server already holds its maximum of {max} bytes of undelivered messages")]
+    StoreFull { max: usize },
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -156,6 +158,8 @@ pub struct Limits {
     pub room_peers: usize,
     pub rooms: usize,
     pub parked_polls: usize,
+    /// All stored messages together, in bytes (payload + overhead).
+    pub stored_bytes: usize,
 }
 
 impl Default for Limits {
@@ -169,6 +173,7 @@ impl Default for Limits {
             room_peers: 16,
             rooms: 20_000,
             parked_polls: 20_000,
+            stored_bytes: 256 << 20,
         }
     }
 }

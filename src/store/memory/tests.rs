@@ -61,6 +61,7 @@ fn small_limits() -> Limits {
         parked_polls: 1,
         peer_ttl: Duration::from_secs(10),
         backlog_age: Duration::from_secs(5),
+        stored_bytes: 1 << 20,
     }
 }
 
@@ -673,4 +674,97 @@ async fn leave_tells_the_others_and_frees_the_name() {
     );
     let (_, back) = join(&store, "bob").await;
     assert_eq!(back.messages.len(), 1);
+}
+
+#[tokio::test]
+async fn the_global_byte_budget_refuses_and_frees() {
+    let message = json!({"pad": "x".repeat(100)});
+    let one = payload(message.clone()).get().len() + MESSAGE_OVERHEAD;
+    // Room for the `peers` and `join` events and two messages, not three.
+    let events = 3 * MESSAGE_OVERHEAD + 60;
+    let store = MemoryStore::new(Limits {
+        stored_bytes: events + 2 * one + one / 2,
+        ..Limits::default()
+    });
+    let (alice, _) = join(&store, "alice").await;
+    let (bob, b0) = join(&store, "bob").await;
+    for _ in 0..2 {
+        store
+            .send(send_req("alice", &alice, Some("bob"), message.clone()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .send(send_req("alice", &alice, Some("bob"), message.clone()))
+            .await
+            .unwrap_err(),
+        StoreError::StoreFull {
+            max: events + 2 * one + one / 2
+        }
+    );
+    // Delivered and acknowledged, the bytes are free again.
+    let batch = store
+        .poll(poll_req("bob", Some(&bob), 1, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    store
+        .poll(poll_req("bob", Some(&bob), batch.next, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    store
+        .send(send_req("alice", &alice, Some("bob"), message))
+        .await
+        .unwrap();
+    // And everyone leaving frees everything.
+    store.leave(who("alice", Some(&alice))).await.unwrap();
+    store.leave(who("bob", Some(&bob))).await.unwrap();
+    assert_eq!(store.stored_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_refused_first_send_leaves_no_room_behind() {
+    let store = MemoryStore::new(Limits {
+        rooms: 1,
+        ..Limits::default()
+    });
+    let offered = Token::parse("alice-secret-0001").unwrap();
+    let refused = store
+        .send(send_req("alice", &offered, Some("ghost"), json!({})))
+        .await;
+    assert!(matches!(refused, Err(StoreError::NoSuchPeer { .. })));
+    assert_eq!(store.room_count(), 0, "not counted against --max-rooms");
+    let other = Credentials {
+        room: name("elsewhere"),
+        ..who("carol", None)
+    };
+    let joined = store
+        .poll(PollRequest {
+            reader: other,
+            ..poll_req("carol", None, 0, None)
+        })
+        .await;
+    assert!(joined.is_ok(), "{joined:?}");
+}
+
+#[tokio::test]
+async fn a_silent_peer_drowned_in_room_events_is_evicted() {
+    let store = MemoryStore::new(Limits {
+        mailbox_messages: 8,
+        ..Limits::default()
+    });
+    let (_silent, _) = join(&store, "silent").await;
+    // Others come and go; `silent` never polls: join + leave per visit.
+    for n in 0..10 {
+        let visitor = format!("v{n}");
+        let (token, _) = join(&store, &visitor).await;
+        store.leave(who(&visitor, Some(&token))).await.unwrap();
+    }
+    // Past twice its cap (16 events), it was taken as gone.
+    let back = store.poll(poll_req("silent", None, 0, None)).await.unwrap();
+    assert!(
+        back.issued_token.is_some(),
+        "silent was evicted and its name freed"
+    );
+    assert_eq!(store.stats().mailboxes, 1);
 }
