@@ -82,6 +82,15 @@ struct IdempotencyRecord {
     at: Instant,
 }
 
+impl IdempotencyRecord {
+    /// What the record costs, for the global byte budget.
+    fn bytes(&self) -> usize {
+        self.key.len()
+            + self.receipt.delivered.len() * std::mem::size_of::<Name>()
+            + MESSAGE_OVERHEAD
+    }
+}
+
 struct Mailbox {
     peer: Name,
     token: Token,
@@ -622,7 +631,8 @@ impl Room {
         self.peers.is_empty() && self.backlog.is_empty() && self.receipts.is_empty()
     }
 
-    /// Bytes of the messages this room holds, in mailboxes and backlog.
+    /// Bytes this room holds for clients: messages in mailboxes and
+    /// backlog, and the idempotency records (keys and receipts).
     fn stored_bytes(&self) -> usize {
         let mailboxes: usize = self.peers.iter().map(|m| m.bytes).sum();
         let backlog: usize = self
@@ -630,7 +640,8 @@ impl Room {
             .iter()
             .map(|q| q.data.get().len() + MESSAGE_OVERHEAD)
             .sum();
-        mailboxes + backlog
+        let receipts: usize = self.receipts.iter().map(IdempotencyRecord::bytes).sum();
+        mailboxes + backlog + receipts
     }
 
     /// Room events are stored even in a full mailbox (dropping one would
