@@ -40,6 +40,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const MAX_HTTP1_BUFFER: usize = 16 * 1024;
 /// HTTP/2 streams one connection may run at once (a page needs two or three).
 const MAX_H2_STREAMS: u32 = 64;
+/// HTTP/2 flow-control windows: a body (64 KiB by default) per stream, a
+/// few per connection. hyper's defaults (1 MiB) would let 18 000
+/// connections buffer 18 GiB of request bodies.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
 /// Ping an idle HTTP/2 connection this often; close it if a ping goes unanswered as long.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// Pending connections the kernel may queue (it caps this at somaxconn).
@@ -278,6 +283,10 @@ impl Protocols {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_H2_STREAMS)
+            // Flow-control windows bound the request bytes one connection
+            // can have buffered: signaling bodies are small.
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .keep_alive_interval(H2_KEEP_ALIVE)
             .keep_alive_timeout(H2_KEEP_ALIVE);
         Protocols {

@@ -255,3 +255,25 @@ async fn hsts_only_when_asked_for_with_tls() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_oversized_request_head_is_431() {
+    let server = TestServer::start(&[]).await;
+    let client = client_from("127.0.0.1");
+    let big = "a".repeat(20_000);
+    let reply = client
+        .get(server.url("/healthz"))
+        .header("x-big", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let fits = "a".repeat(10_000);
+    let reply = client
+        .get(server.url("/healthz"))
+        .header("x-big", &fits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+}
