@@ -2,9 +2,10 @@
 //!
 //! Each accepted connection gets one task, served by hyper-util's
 //! `server::conn::auto` (HTTP/1.1 and HTTP/2; over TLS, the protocol ALPN
-//! chose). Shutdown is a first-class path: stop accepting, end parked polls
-//! with an empty batch, let in-flight requests finish, and return within
-//! [`SHUTDOWN_GRACE`].
+//! chose). Shutdown is a first-class path: stop accepting, refuse new
+//! sends, end parked polls with an empty batch, let clients collect what
+//! was accepted before the close for [`SHUTDOWN_DRAIN`], let in-flight
+//! requests finish, and return within [`SHUTDOWN_GRACE`] after that.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,7 +35,10 @@ use crate::store::{MemoryStore, Store};
 use crate::tls::{self, TlsError};
 
 /// How long shutdown waits for in-flight requests before returning anyway.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1200);
+/// After the store closes, how long clients on open connections may still
+/// collect messages accepted before the close, so none is stranded.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(300);
 /// hyper's per-connection read buffer cap: room for any sane request head
 /// while keeping a parked connection small.
 const MAX_HTTP1_BUFFER: usize = 16 * 1024;
@@ -227,6 +231,7 @@ impl Server {
         );
         store.close();
         sweeper.abort();
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
         if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
             .await
             .is_err()

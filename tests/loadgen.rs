@@ -91,6 +91,25 @@ async fn every_workload_runs_and_loses_nothing() {
         assert_eq!(stream["delivered"], stream["sent"], "{stream}");
     }
 
+    let soak = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &[
+                "soak",
+                "--pairs",
+                "4",
+                "--window",
+                "4",
+                "--seconds",
+                "3",
+                "--churn",
+                "20",
+            ],
+        )
+    });
+    assert_nothing_lost(&soak);
+    assert!(soak["churn_cycles"].as_u64().unwrap() > 0, "{soak}");
+
     let parked = tokio::task::block_in_place(|| {
         run(&server, &["parked", "--clients", "200", "--hold", "0.5"])
     });

@@ -45,6 +45,18 @@ enum Workload {
     Stream(StreamArgs),
     /// Many idle parked polls; then one message to each mailbox.
     Parked(ParkedArgs),
+    /// A steady mixed load for a long time: streaming pairs plus rooms
+    /// coming and going, with the server's memory sampled every second.
+    Soak(SoakArgs),
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    stream: StreamArgs,
+    /// Rooms created and left per second alongside the stream.
+    #[arg(long, default_value_t = 50)]
+    churn: u32,
 }
 
 #[derive(Args)]
@@ -103,6 +115,7 @@ async fn main() -> std::process::ExitCode {
         Workload::Pingpong(args) => pingpong(&client, args).await,
         Workload::Stream(args) => stream(&client, args, cli.server_pid).await,
         Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
+        Workload::Soak(args) => soak(&client, args, cli.server_pid).await,
     };
     match result {
         Ok(report) => {
@@ -308,6 +321,59 @@ async fn round_trips(
         post.await.map_err(err)?.map_err(err)?;
     }
     Ok(samples)
+}
+
+async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outcome {
+    let seconds = args.stream.seconds;
+    let stop = Instant::now() + Duration::from_secs_f64(seconds);
+    // Memory, once a second.
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        while Instant::now() < stop {
+            if let Some(kib) = server_pid.and_then(rss_kib) {
+                samples.push(kib);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        samples
+    });
+    // Churn: a fresh peer joins a fresh room, sends, reads, leaves.
+    let churner = {
+        let client = client.clone();
+        let pause = Duration::from_secs_f64(1.0 / f64::from(args.churn.max(1)));
+        tokio::spawn(async move {
+            let mut cycles = 0u64;
+            while Instant::now() < stop {
+                let room = unique_room("churn");
+                let mut a = Peer::new(&client, &room, "a");
+                a.join().await.map_err(err)?;
+                a.send(None, &json!({"churn": cycles})).await.map_err(err)?;
+                let mut b = Peer::new(&client, &room, "b");
+                b.join().await.map_err(err)?;
+                a.leave().await.map_err(err)?;
+                b.leave().await.map_err(err)?;
+                cycles += 1;
+                tokio::time::sleep(pause).await;
+            }
+            Ok::<_, String>(cycles)
+        })
+    };
+    let mut report = stream(client, args.stream, server_pid).await?;
+    let cycles = churner.await.map_err(err)??;
+    let samples = sampler.await.map_err(err)?;
+    // Warm-up is the first fifth of the run; "flat" means the end is
+    // close to the level reached after it.
+    let after_warmup = samples.get(samples.len() / 5).copied();
+    let end = samples.last().copied();
+    let peak = samples.iter().max().copied();
+    report["workload"] = json!("soak");
+    report["churn_cycles"] = json!(cycles);
+    report["server_rss_kib_after_warmup"] = json!(after_warmup);
+    report["server_rss_kib_end"] = json!(end);
+    report["server_rss_kib_peak"] = json!(peak);
+    report["server_rss_growth_after_warmup_kib"] =
+        json!(after_warmup.zip(end).map(|(w, e)| e as i64 - w as i64));
+    Ok(report)
 }
 
 /// CPU time (user + system) of a process, in seconds, from /proc.

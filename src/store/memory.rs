@@ -380,7 +380,10 @@ impl MemoryStore {
     }
 
     async fn poll_in(&self, request: PollRequest) -> Result<Batch, StoreError> {
-        self.ensure_open()?;
+        // While closing, a poll still collects what is already waiting (so
+        // nothing accepted is stranded), but nothing new is created and
+        // nothing parks; an empty mailbox is refused so clients back off.
+        let closing = self.closed.is_cancelled();
         let PollRequest {
             reader,
             since,
@@ -390,10 +393,17 @@ impl MemoryStore {
         let now = Instant::now();
         let deadline = now + wait;
 
-        let mut room = self.room_mut(&reader.room)?;
+        let mut room = if closing {
+            self.rooms
+                .get_mut(&reader.room)
+                .ok_or(StoreError::ShuttingDown)?
+        } else {
+            self.room_mut(&reader.room)?
+        };
         let before = room.stored_bytes();
         let (index, issued_token) = match room.authenticate(&reader)? {
             Some(i) => (i, None),
+            None if closing => return Err(StoreError::ShuttingDown),
             None => {
                 room.check_can_join(&reader.room, &self.limits)?;
                 let token = self.join(&mut room, &reader, now);
@@ -409,7 +419,10 @@ impl MemoryStore {
         let batch = mailbox.read(since, epoch.as_deref(), cursor_is_stale, &self.metrics);
         self.account(before, room.stored_bytes());
         let mailbox = &mut room.peers[index];
-        if !batch.messages.is_empty() || batch.reset || wait.is_zero() {
+        if closing && batch.messages.is_empty() {
+            return Err(StoreError::ShuttingDown);
+        }
+        if !batch.messages.is_empty() || batch.reset || wait.is_zero() || closing {
             return Ok(Batch {
                 issued_token,
                 ..batch

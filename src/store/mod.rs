@@ -199,8 +199,9 @@ pub trait Store: Send + Sync + 'static {
     /// records, and empty rooms. Called periodically by the server.
     fn sweep(&self) -> impl Future<Output = ()> + Send;
 
-    /// Starts shutdown: parked polls end with an empty batch and new
-    /// requests are refused with [`StoreError::ShuttingDown`].
+    /// Starts shutdown: parked polls end with an empty batch, sends and
+    /// joins are refused with [`StoreError::ShuttingDown`], and a poll
+    /// still collects messages already waiting (refused once none are).
     fn close(&self);
 
     /// How much the store holds now, for metrics.

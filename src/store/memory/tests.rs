@@ -677,6 +677,52 @@ async fn leave_tells_the_others_and_frees_the_name() {
 }
 
 #[tokio::test]
+async fn closing_refuses_sends_but_lets_waiting_messages_out() {
+    let store = MemoryStore::new(Limits::default());
+    let (alice, _) = join(&store, "alice").await;
+    let (bob, b0) = join(&store, "bob").await;
+    store
+        .send(send_req(
+            "alice",
+            &alice,
+            Some("bob"),
+            json!({"last": true}),
+        ))
+        .await
+        .unwrap();
+    store.close();
+    assert_eq!(
+        store
+            .send(send_req("alice", &alice, Some("bob"), json!({})))
+            .await
+            .unwrap_err(),
+        StoreError::ShuttingDown
+    );
+    // Accepted before the close: still collected.
+    let batch = store
+        .poll(poll_req("bob", Some(&bob), 1, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    assert_eq!(data(batch.messages.last().unwrap()), json!({"last": true}));
+    // Nothing left: refused, so the client backs off instead of spinning.
+    assert_eq!(
+        store
+            .poll(poll_req("bob", Some(&bob), batch.next, Some(&b0.epoch)))
+            .await
+            .unwrap_err(),
+        StoreError::ShuttingDown
+    );
+    // And nobody new joins a closing server.
+    assert_eq!(
+        store
+            .poll(poll_req("carol", None, 0, None))
+            .await
+            .unwrap_err(),
+        StoreError::ShuttingDown
+    );
+}
+
+#[tokio::test]
 async fn the_global_byte_budget_refuses_and_frees() {
     let message = json!({"pad": "x".repeat(100)});
     let one = payload(message.clone()).get().len() + MESSAGE_OVERHEAD;
