@@ -303,3 +303,103 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
     }
     assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:?}");
 }
+
+/// At the most verbose level the server uses, a whole session leaves no
+/// token, SDP or candidate in the log (they carry secrets and addresses).
+#[tokio::test]
+async fn logs_never_carry_tokens_or_session_descriptions() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--web-dir",
+            WEB_DIR,
+            "--peer-ttl",
+            "0.3",
+        ])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut lines = Vec::new();
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
+            .await
+            .expect("start-up lines")
+            .unwrap()
+            .expect("stderr open");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(|u| u.trim_end_matches('/').to_owned());
+        lines.push(line);
+        if let Some(url) = url {
+            break url;
+        }
+    };
+    let peer = |name: &str| common::Peer {
+        client: client(),
+        base: base.clone(),
+        room: "logged".into(),
+        name: name.into(),
+        token: Some(format!("{name}-very-secret-token-1")),
+        since: 0,
+        epoch: None,
+    };
+    let (mut alice, mut bob) = (peer("alice"), peer("bob"));
+    alice.join().await;
+    bob.join().await;
+    let sdp = "v=0\r\no=- 42 2 IN IP4 198.51.100.77\r\ns=-\r\nc=IN IP4 198.51.100.77\r\n";
+    let offer = client()
+        .post(format!("{base}/signal?room=logged&peer=alice&to=bob"))
+        .header("X-Peer-Token", alice.token.clone().unwrap())
+        .header("Content-Type", "application/sdp")
+        .body(sdp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(offer.status(), StatusCode::ACCEPTED);
+    let candidate = json!({"type": "candidate", "ice": {"candidate": "candidate:1 1 udp 1 203.0.113.99 4444 typ host"}});
+    bob.send_ok(Some("alice"), &candidate).await;
+    bob.poll(0.0).await;
+    alice.poll(0.0).await;
+    // A wrong token too: the refusal must not echo what was presented.
+    let wrong = client()
+        .get(format!("{base}/signal?room=logged&peer=alice&timeout=0"))
+        .header("X-Peer-Token", "mallory-guessed-token-0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    // bob expires (a leave is logged at debug), then the server stops.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let pid = child.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(5), log.next_line()).await
+    {
+        lines.push(line);
+    }
+    let text = lines.join("\n");
+    assert!(text.contains("peer joined"), "debug logging is on: {text}");
+    for secret in [
+        "alice-very-secret-token-1",
+        "bob-very-secret-token-1",
+        "mallory-guessed-token-0",
+        "198.51.100.77",
+        "203.0.113.99",
+        "v=0",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} reached the log:\n{text}"
+        );
+    }
+}
