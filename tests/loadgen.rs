@@ -2,11 +2,11 @@
 //! real server binary: each must report 0 lost and 0 duplicated. No timing
 //! assertions: speed is measured by the load generator and the benches.
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 struct Server {
     child: tokio::process::Child,
@@ -14,28 +14,13 @@ struct Server {
 }
 
 async fn start_server() -> Server {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
-        // A load test from one address is what the rate limit exists to stop.
-        .args(["--listen", "127.0.0.1:0", "--rate-limit", "0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the server starts");
-    let mut log = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
-            .await
-            .expect("the server logs its address")
-            .expect("readable")
-            .expect("a line");
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break url.trim_end_matches('/').to_owned();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
-    Server { child, url }
+    // A load test from one address is what the rate limit exists to stop.
+    let server = common::spawn_server(&["--rate-limit", "0"], "info").await;
+    let url = server.base.clone();
+    Server {
+        child: server.drain_log(),
+        url,
+    }
 }
 
 fn run(server: &Server, args: &[&str]) -> Value {

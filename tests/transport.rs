@@ -5,13 +5,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::Stdio;
+
 use std::time::{Duration, Instant};
 
-use common::{TestServer, WEB_DIR, client};
+use common::{TestServer, client};
 use reqwest::{Certificate, Client, StatusCode, Version};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A fresh, empty folder for one test's files.
@@ -230,77 +230,39 @@ async fn graceful_shutdown_answers_a_parked_poll() {
 
 #[tokio::test]
 async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
-        .args(["--listen", "127.0.0.1:0", "--web-dir", WEB_DIR])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut startup = Vec::new();
-    let line = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
-            .await
-            .expect("a start-up line")
-            .unwrap()
-            .expect("stderr open");
-        if line.contains("listening on") {
-            break line;
-        }
-        startup.push(line);
-    };
+    let mut server = common::spawn_server(&[], "info").await;
     assert!(
-        startup.iter().any(|l| l.contains("open-files limit")),
-        "the start-up says what happened to the open-files limit: {startup:?}"
+        server
+            .startup
+            .iter()
+            .any(|l| l.contains("open-files limit")),
+        "the start-up says what happened to the open-files limit: {:?}",
+        server.startup
     );
+    let line = server.startup.last().expect("the listening line");
     assert!(
         line.contains("tls=false") && line.contains("web_dir="),
         "{line}"
     );
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the line names the URL")
-        .trim_end_matches('/')
-        .to_owned();
 
-    let mut alice = common::Peer {
-        client: client(),
-        base,
-        room: "r".into(),
-        name: "alice".into(),
-        token: None,
-        since: 0,
-        epoch: None,
-    };
+    let mut alice = server.peer("r", "alice");
     alice.join().await;
     let parked = tokio::spawn(async move { alice.poll_raw(20.0).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let pid = child.id().expect("running").to_string();
     let started = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.terminate();
     let (status, body) = parked.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["messages"], json!([]));
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("the process exits")
         .unwrap();
     let exited_in = started.elapsed();
     assert!(exit.success(), "{exit:?}");
     assert!(exited_in < Duration::from_secs(2), "{exited_in:?}");
-    let mut rest = Vec::new();
-    while let Ok(Some(line)) = log.next_line().await {
-        rest.push(line);
-    }
+    let rest = server.rest_of_log().await;
     assert!(rest.iter().any(|l| l.contains("shut down")), "{rest:?}");
 }
 
@@ -308,47 +270,11 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
 /// token, SDP or candidate in the log (they carry secrets and addresses).
 #[tokio::test]
 async fn logs_never_carry_tokens_or_session_descriptions() {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--web-dir",
-            WEB_DIR,
-            "--peer-ttl",
-            "0.3",
-        ])
-        .env("RUST_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut lines = Vec::new();
-    let base = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
-            .await
-            .expect("start-up lines")
-            .unwrap()
-            .expect("stderr open");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(|u| u.trim_end_matches('/').to_owned());
-        lines.push(line);
-        if let Some(url) = url {
-            break url;
-        }
-    };
+    let mut server = common::spawn_server(&["--peer-ttl", "0.3"], "debug").await;
+    let base = server.base.clone();
     let peer = |name: &str| common::Peer {
-        client: client(),
-        base: base.clone(),
-        room: "logged".into(),
-        name: name.into(),
         token: Some(format!("{name}-very-secret-token-1")),
-        since: 0,
-        epoch: None,
+        ..server.peer("logged", name)
     };
     let (mut alice, mut bob) = (peer("alice"), peer("bob"));
     alice.join().await;
@@ -377,16 +303,9 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
     // bob expires (a leave is logged at debug), then the server stops.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let pid = child.id().expect("running").to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(Duration::from_secs(5), log.next_line()).await
-    {
-        lines.push(line);
-    }
+    server.terminate();
+    let mut lines = server.startup.clone();
+    lines.extend(server.rest_of_log().await);
     let text = lines.join("\n");
     assert!(text.contains("peer joined"), "debug logging is on: {text}");
     for secret in [

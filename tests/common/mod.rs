@@ -65,15 +65,7 @@ impl TestServer {
 
     /// A peer of `room` on this server.
     pub fn peer(&self, room: &str, name: &str) -> Peer {
-        Peer {
-            client: client(),
-            base: self.base.clone(),
-            room: room.into(),
-            name: name.into(),
-            token: None,
-            since: 0,
-            epoch: None,
-        }
+        Peer::new(&self.base, room, name)
     }
 }
 
@@ -124,6 +116,19 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// A new peer of `room` on the server at `base`, with its own client.
+    pub fn new(base: &str, room: &str, name: &str) -> Peer {
+        Peer {
+            client: client(),
+            base: base.to_owned(),
+            room: room.into(),
+            name: name.into(),
+            token: None,
+            since: 0,
+            epoch: None,
+        }
+    }
+
     pub fn signal_url(&self, extra: &str) -> String {
         format!(
             "{}/signal?room={}&peer={}{extra}",
@@ -145,8 +150,9 @@ impl Peer {
     }
 
     /// Polls from the current cursor, waiting up to `timeout` seconds; on
-    /// 200 the cursor and epoch advance. Returns the status and body.
-    pub async fn poll_raw(&mut self, timeout: f64) -> (StatusCode, Value) {
+    /// 200 the cursor and epoch advance. A transport error (a cut
+    /// connection, a server gone) is returned, for fault tests.
+    pub async fn try_poll(&mut self, timeout: f64) -> Result<(StatusCode, Value), reqwest::Error> {
         let mut extra = format!("&since={}&timeout={timeout}", self.since);
         if let Some(epoch) = &self.epoch {
             extra.push_str(&format!("&epoch={epoch}"));
@@ -154,16 +160,20 @@ impl Peer {
         let response = self
             .with_token(self.client.get(self.signal_url(&extra)))
             .send()
-            .await
-            .expect("poll request");
+            .await?;
         self.keep_token(&response);
         let status = response.status();
-        let body: Value = response.json().await.expect("poll reply is JSON");
+        let body: Value = response.json().await?;
         if status == StatusCode::OK {
             self.since = body["next"].as_u64().expect("next is a number");
             self.epoch = Some(body["epoch"].as_str().expect("epoch").to_owned());
         }
-        (status, body)
+        Ok((status, body))
+    }
+
+    /// [`Peer::try_poll`] on a network that works.
+    pub async fn poll_raw(&mut self, timeout: f64) -> (StatusCode, Value) {
+        self.try_poll(timeout).await.expect("poll request")
     }
 
     /// Polls and returns the messages, asserting success.
@@ -206,6 +216,92 @@ impl Peer {
         let receipt: Value = response.json().await.expect("receipt is JSON");
         assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
         receipt
+    }
+}
+
+/// The server binary, started as a user would start it, its log piped.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub base: String,
+    /// The log up to and including the line that names the address.
+    pub startup: Vec<String>,
+    log: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Starts the binary on a free loopback port with `flags` and `RUST_LOG`
+/// set to `log_level`, and waits for the line that names its address.
+pub async fn spawn_server(flags: &[&str], log_level: &str) -> ServerProcess {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
+        .args(["--listen", "127.0.0.1:0", "--web-dir", WEB_DIR])
+        .args(flags)
+        .env("RUST_LOG", log_level)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut log = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut startup = Vec::new();
+    let base = loop {
+        let line = tokio::time::timeout(Duration::from_secs(10), log.next_line())
+            .await
+            .expect("the server logs its address")
+            .expect("stderr readable")
+            .expect("stderr open");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(|u| u.trim_end_matches('/').to_owned());
+        startup.push(line);
+        if let Some(url) = url {
+            break url;
+        }
+    };
+    ServerProcess {
+        child,
+        base,
+        startup,
+        log,
+    }
+}
+
+impl ServerProcess {
+    pub fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    pub fn peer(&self, room: &str, name: &str) -> Peer {
+        Peer::new(&self.base, room, name)
+    }
+
+    /// Sends SIGTERM, as systemd or Kubernetes would.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    /// The rest of the log, until the process closes it (bounded wait).
+    pub async fn rest_of_log(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Ok(Ok(Some(line))) =
+            tokio::time::timeout(Duration::from_secs(5), self.log.next_line()).await
+        {
+            lines.push(line);
+        }
+        lines
+    }
+
+    /// Keeps reading the log in the background, so the server never
+    /// blocks on a full pipe.
+    pub fn drain_log(self) -> tokio::process::Child {
+        let ServerProcess { child, mut log, .. } = self;
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        child
     }
 }
 
