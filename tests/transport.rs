@@ -322,3 +322,44 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
         );
     }
 }
+
+/// TLS 1.2 and 1.3 are both served (rustls implements nothing older, so
+/// that is the whole range): a client pinned to each version negotiates
+/// exactly it and gets an answer.
+#[tokio::test]
+async fn tls_1_2_and_1_3_are_served() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    let (server, cert) = tls_server("versions").await;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(der.unwrap()).unwrap();
+    }
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap_or_else(|e| panic!("{:?}: {e}", version.version));
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = until_closed(&mut tls, Duration::from_secs(10)).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "{:?}: {reply}",
+            version.version
+        );
+    }
+}
