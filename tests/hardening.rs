@@ -277,3 +277,33 @@ async fn an_oversized_request_head_is_431() {
         .unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_refused_request_still_carries_cors_headers() {
+    let server = TestServer::start(&[
+        "--rate-limit",
+        "1",
+        "--rate-burst",
+        "1",
+        "--cors-origin",
+        "*",
+    ])
+    .await;
+    let client = client_from("127.0.0.1");
+    let get = || {
+        client
+            .get(server.url("/signal?room=r&peer=a&timeout=0"))
+            .header("Origin", "https://app.example")
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), StatusCode::OK);
+    let refused = get().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The page must be able to read why, and when to retry.
+    assert_eq!(refused.headers()["access-control-allow-origin"], "*");
+    let exposed = refused.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+}

@@ -84,20 +84,35 @@ impl<S: Store> Api<S> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let mut reply = match self.admit(&request, peer) {
+        // The API's replies, admitted or refused, are never cached and carry
+        // CORS headers: a cross-origin page must be able to read a 429's
+        // Retry-After as much as a batch.
+        let method = request.method();
+        let signal = request.uri().path() == "/signal";
+        let api = signal || (request.uri().path() == "/config" && is_read(method));
+        let preflight = signal && method == Method::OPTIONS;
+        let origin = if api {
+            Cors::origin(request.headers())
+        } else {
+            None
+        };
+        let (mut reply, refused) = match self.admit(&request, peer) {
             Ok(slot) => {
                 let reply = self.route(request).await;
                 drop(slot);
-                reply
+                (reply, false)
             }
-            Err(refusal) => {
-                let mut reply = ApiError::from(refusal).into_response();
-                reply
-                    .headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                reply
-            }
+            Err(refusal) => (ApiError::from(refusal).into_response(), true),
         };
+        let headers = reply.headers_mut();
+        if api || refused {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        if preflight {
+            self.settings.cors.preflight(origin.as_ref(), headers);
+        } else if api {
+            self.settings.cors.decorate(origin.as_ref(), headers);
+        }
         if self.settings.hsts {
             reply.headers_mut().insert(
                 hyper::header::STRICT_TRANSPORT_SECURITY,
@@ -152,32 +167,14 @@ impl<S: Store> Api<S> {
                 );
                 reply
             }
-            "/config" if is_read(&method) => {
-                let origin = Cors::origin(request.headers());
-                let mut reply = json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({ "iceServers": self.settings.ice_servers }),
-                );
-                let headers = reply.headers_mut();
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                self.settings.cors.decorate(origin.as_ref(), headers);
-                reply
-            }
-            "/signal" => {
-                let origin = Cors::origin(request.headers());
-                let mut reply = self
-                    .signal(request)
-                    .await
-                    .unwrap_or_else(ApiError::into_response);
-                let headers = reply.headers_mut();
-                headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                if method == Method::OPTIONS {
-                    self.settings.cors.preflight(origin.as_ref(), headers);
-                } else {
-                    self.settings.cors.decorate(origin.as_ref(), headers);
-                }
-                reply
-            }
+            "/config" if is_read(&method) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "iceServers": self.settings.ice_servers }),
+            ),
+            "/signal" => self
+                .signal(request)
+                .await
+                .unwrap_or_else(ApiError::into_response),
             "/healthz" if is_read(&method) => {
                 json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
