@@ -226,7 +226,7 @@ impl Server {
         drop(listener);
         info!(
             connections = graceful.count(),
-            parked_polls = store.parked_polls(),
+            parked_polls = store.stats().parked_polls,
             "shutting down: no new connections, ending parked polls"
         );
         store.close();

@@ -134,16 +134,6 @@ impl MemoryStore {
         }
     }
 
-    /// Rooms currently held.
-    pub fn room_count(&self) -> usize {
-        self.room_count.load(Ordering::Relaxed)
-    }
-
-    /// Polls currently parked.
-    pub fn parked_polls(&self) -> usize {
-        self.parked_polls.load(Ordering::Relaxed)
-    }
-
     fn ensure_open(&self) -> Result<(), StoreError> {
         if self.closed.is_cancelled() {
             Err(StoreError::ShuttingDown)
@@ -178,85 +168,7 @@ impl MemoryStore {
         }
         Ok(())
     }
-}
 
-impl Store for MemoryStore {
-    async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
-        self.ensure_open()?;
-        let room_name = request.sender.room.clone();
-        let mut room = self.room_mut(&room_name)?;
-        let before = room.stored_bytes();
-        let result = self.send_in(&mut room, request);
-        self.account(before, room.stored_bytes());
-        let empty = room.is_empty();
-        drop(room);
-        if result.is_err() && empty {
-            // A refused first request must not leave a room counted
-            // against --max-rooms until the next sweep.
-            self.discard_if_empty(&room_name);
-        }
-        result
-    }
-
-    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
-        self.poll_in(request).await
-    }
-
-    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
-        let Some(mut room) = self.rooms.get_mut(&peer.room) else {
-            return Ok(false);
-        };
-        let Some(index) = room.authenticate(&peer)? else {
-            return Ok(false);
-        };
-        let before = room.stored_bytes();
-        room.remove(index);
-        let evicted = room.evict_overflowing(&peer.room, &self.limits);
-        self.mailbox_count.fetch_sub(1 + evicted, Ordering::Relaxed);
-        self.account(before, room.stored_bytes());
-        debug!(room = %peer.room, peer = %peer.peer, "peer left");
-        Ok(true)
-    }
-
-    async fn sweep(&self) {
-        let now = Instant::now();
-        // Collect the names first: holding an iterator's shard lock while
-        // locking entries would deadlock, and would stall the shard.
-        let names: Vec<Name> = self.rooms.iter().map(|room| room.key().clone()).collect();
-        for (n, name) in names.iter().enumerate() {
-            if n % SWEEP_BATCH == SWEEP_BATCH - 1 {
-                tokio::task::yield_now().await;
-            }
-            let empty = match self.rooms.get_mut(name) {
-                Some(mut room) => {
-                    let before = room.stored_bytes();
-                    let expired = room.expire(name, now, &self.limits);
-                    self.mailbox_count.fetch_sub(expired, Ordering::Relaxed);
-                    self.account(before, room.stored_bytes());
-                    room.is_empty()
-                }
-                None => continue,
-            };
-            if empty {
-                self.discard_if_empty(name);
-            }
-        }
-    }
-
-    fn close(&self) {
-        self.closed.cancel();
-    }
-
-    fn stats(&self) -> StoreStats {
-        StoreStats {
-            rooms: self.room_count.load(Ordering::Relaxed),
-            mailboxes: self.mailbox_count.load(Ordering::Relaxed),
-            parked_polls: self.parked_polls.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl MemoryStore {
     /// Bytes of messages held, across all rooms (what --max-stored-bytes caps).
     pub fn stored_bytes(&self) -> usize {
         self.stored_bytes.load(Ordering::Relaxed)
@@ -379,7 +291,36 @@ impl MemoryStore {
         })
     }
 
-    async fn poll_in(&self, request: PollRequest) -> Result<Batch, StoreError> {
+    /// Adds the peer to the room (see [`Room::join`]), counting its mailbox;
+    /// peers drowned in the join event are evicted.
+    fn join(&self, room: &mut Room, who: &Credentials, now: Instant) -> Token {
+        self.mailbox_count.fetch_add(1, Ordering::Relaxed);
+        let token = room.join(who, now, &self.limits);
+        let evicted = room.evict_overflowing(&who.room, &self.limits);
+        self.mailbox_count.fetch_sub(evicted, Ordering::Relaxed);
+        token
+    }
+}
+
+impl Store for MemoryStore {
+    async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
+        self.ensure_open()?;
+        let room_name = request.sender.room.clone();
+        let mut room = self.room_mut(&room_name)?;
+        let before = room.stored_bytes();
+        let result = self.send_in(&mut room, request);
+        self.account(before, room.stored_bytes());
+        let empty = room.is_empty();
+        drop(room);
+        if result.is_err() && empty {
+            // A refused first request must not leave a room counted
+            // against --max-rooms until the next sweep.
+            self.discard_if_empty(&room_name);
+        }
+        result
+    }
+
+    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
         // While closing, a poll still collects what is already waiting (so
         // nothing accepted is stranded), but nothing new is created and
         // nothing parks; an empty mailbox is refused so clients back off.
@@ -479,17 +420,58 @@ impl MemoryStore {
             woken.as_mut().enable();
         }
     }
-}
 
-impl MemoryStore {
-    /// Adds the peer to the room (see [`Room::join`]), counting its mailbox;
-    /// peers drowned in the join event are evicted.
-    fn join(&self, room: &mut Room, who: &Credentials, now: Instant) -> Token {
-        self.mailbox_count.fetch_add(1, Ordering::Relaxed);
-        let token = room.join(who, now, &self.limits);
-        let evicted = room.evict_overflowing(&who.room, &self.limits);
-        self.mailbox_count.fetch_sub(evicted, Ordering::Relaxed);
-        token
+    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
+        let Some(mut room) = self.rooms.get_mut(&peer.room) else {
+            return Ok(false);
+        };
+        let Some(index) = room.authenticate(&peer)? else {
+            return Ok(false);
+        };
+        let before = room.stored_bytes();
+        room.remove(index);
+        let evicted = room.evict_overflowing(&peer.room, &self.limits);
+        self.mailbox_count.fetch_sub(1 + evicted, Ordering::Relaxed);
+        self.account(before, room.stored_bytes());
+        debug!(room = %peer.room, peer = %peer.peer, "peer left");
+        Ok(true)
+    }
+
+    async fn sweep(&self) {
+        let now = Instant::now();
+        // Collect the names first: holding an iterator's shard lock while
+        // locking entries would deadlock, and would stall the shard.
+        let names: Vec<Name> = self.rooms.iter().map(|room| room.key().clone()).collect();
+        for (n, name) in names.iter().enumerate() {
+            if n % SWEEP_BATCH == SWEEP_BATCH - 1 {
+                tokio::task::yield_now().await;
+            }
+            let empty = match self.rooms.get_mut(name) {
+                Some(mut room) => {
+                    let before = room.stored_bytes();
+                    let expired = room.expire(name, now, &self.limits);
+                    self.mailbox_count.fetch_sub(expired, Ordering::Relaxed);
+                    self.account(before, room.stored_bytes());
+                    room.is_empty()
+                }
+                None => continue,
+            };
+            if empty {
+                self.discard_if_empty(name);
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.room_count.load(Ordering::Relaxed),
+            mailboxes: self.mailbox_count.load(Ordering::Relaxed),
+            parked_polls: self.parked_polls.load(Ordering::Relaxed),
+        }
     }
 }
 
