@@ -455,7 +455,7 @@ async fn stream(client: &Client, args: StreamArgs, server_pid: Option<u32>) -> O
         // Receiver: polls, checks order and duplicates, frees window slots.
         let receiver = tokio::spawn(async move {
             let mut seen = HashSet::new();
-            let (mut received, mut duplicated, mut reordered) = (0u64, 0u64, 0u64);
+            let (mut duplicated, mut reordered) = (0u64, 0u64);
             let mut latencies = Vec::new();
             let mut last = None;
             loop {
@@ -468,7 +468,6 @@ async fn stream(client: &Client, args: StreamArgs, server_pid: Option<u32>) -> O
                         continue;
                     }
                     let probe: Probe = serde_json::from_str(message.data.get()).map_err(err)?;
-                    received += 1;
                     if !seen.insert(probe.n) {
                         duplicated += 1;
                         continue;
@@ -481,27 +480,19 @@ async fn stream(client: &Client, args: StreamArgs, server_pid: Option<u32>) -> O
                     window.add_permits(1);
                 }
             }
-            Ok::<_, String>((
-                seen.len() as u64,
-                received,
-                duplicated,
-                reordered,
-                latencies,
-            ))
+            Ok::<_, String>((seen.len() as u64, duplicated, reordered, latencies))
         });
         tasks.push((sender, receiver));
     }
     let (mut total_sent, mut unique, mut duplicated, mut reordered) = (0, 0, 0, 0);
     let mut latencies = Vec::new();
-    let mut last_receipt = started;
     for (sender, receiver) in tasks {
         total_sent += sender.await.map_err(err)??;
-        let (u, _r, d, o, l) = receiver.await.map_err(err)??;
+        let (u, d, o, l) = receiver.await.map_err(err)??;
         unique += u;
         duplicated += d;
         reordered += o;
         latencies.extend(l);
-        last_receipt = last_receipt.max(Instant::now());
     }
     let send_time = deadline_send.as_secs_f64();
     let cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
