@@ -59,6 +59,18 @@ pub struct Config {
     )]
     pub tls_sans: Vec<String>,
 
+    /// Where rooms and mailboxes live: `memory` (this process only), or
+    /// `redis://HOST:PORT/DB` to share them with every instance pointed at
+    /// the same Redis (see docs/scaling.md).
+    #[arg(
+        long,
+        env = "SIGNAL_STORE",
+        value_name = "memory|URL",
+        default_value = "memory",
+        value_parser = parse_store
+    )]
+    pub store: StoreChoice,
+
     /// Folder served at `/` (the browser client).
     #[arg(
         long,
@@ -270,6 +282,24 @@ impl Config {
             parked_polls: self.max_parked_polls,
             stored_bytes: self.max_stored_bytes,
         }
+    }
+}
+
+/// Which [`crate::store::Store`] the server runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    Memory,
+    /// A `redis://` URL.
+    Redis(String),
+}
+
+fn parse_store(value: &str) -> Result<StoreChoice, String> {
+    if value == "memory" {
+        Ok(StoreChoice::Memory)
+    } else if value.starts_with("redis://") {
+        Ok(StoreChoice::Redis(value.to_owned()))
+    } else {
+        Err("expected `memory` or a redis://HOST:PORT/DB URL".to_owned())
     }
 }
 

@@ -29,9 +29,9 @@ use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
 use crate::api::{Api, ApiSettings, Cors};
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 use crate::metrics::Metrics;
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisStore, RedisStoreError, Store, sweep_interval};
 use crate::tls::{self, TlsError};
 
 /// How long shutdown waits for in-flight requests before returning anyway.
@@ -65,16 +65,29 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("{0}")]
+    Store(#[from] RedisStoreError),
 }
 
 /// A bound, ready server. [`Server::run`] serves until its shutdown future
 /// completes.
 pub struct Server {
-    listener: TcpListener,
     local_addr: SocketAddr,
+    serving: Serving,
+}
+
+/// The server is generic over its store, so each store gets its own
+/// compiled request path: the in-memory default pays nothing for Redis.
+enum Serving {
+    Memory(Core<MemoryStore>),
+    Redis(Core<RedisStore>),
+}
+
+struct Core<S: Store> {
+    listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    store: Arc<MemoryStore>,
-    api: Arc<Api<MemoryStore>>,
+    store: Arc<S>,
+    api: Arc<Api<S>>,
     admission: Arc<Admission>,
     /// One permit per open connection: at the cap, accepting pauses.
     connections: Arc<Semaphore>,
@@ -119,26 +132,20 @@ impl Server {
             config.trusted_proxies.clone(),
             config.max_polls_per_ip,
         ));
-        let store = Arc::new(MemoryStore::with_metrics(config.limits(), metrics.clone()));
-        let api = Arc::new(Api::new(
-            store.clone(),
-            ApiSettings {
-                max_body: config.max_body,
-                poll_timeout: config.poll_timeout,
-                max_poll_timeout: config.max_poll_timeout,
-                cors,
-                web_dir: config.web_dir.clone(),
-                ice_servers: config
-                    .ice_servers
-                    .iter()
-                    .flat_map(|servers| servers.0.iter().cloned())
-                    .collect(),
-                body_timeout: config.body_timeout,
-                hsts: config.hsts && tls.is_some(),
-            },
-            metrics,
-            admission.clone(),
-        ));
+        let settings = ApiSettings {
+            max_body: config.max_body,
+            poll_timeout: config.poll_timeout,
+            max_poll_timeout: config.max_poll_timeout,
+            cors,
+            web_dir: config.web_dir.clone(),
+            ice_servers: config
+                .ice_servers
+                .iter()
+                .flat_map(|servers| servers.0.iter().cloned())
+                .collect(),
+            body_timeout: config.body_timeout,
+            hsts: config.hsts && tls.is_some(),
+        };
         if !config.web_dir.is_dir() {
             warn!(
                 web_dir = %config.web_dir.display(),
@@ -153,20 +160,36 @@ impl Server {
             web_dir = %config.web_dir.display(),
             "signal relay listening on {scheme}://{local_addr}/",
         );
+        let serving = match &config.store {
+            StoreChoice::Memory => {
+                let store = MemoryStore::with_metrics(config.limits(), metrics.clone());
+                Serving::Memory(Core::new(
+                    Arc::new(store),
+                    listener,
+                    tls,
+                    settings,
+                    metrics,
+                    admission,
+                    config,
+                ))
+            }
+            StoreChoice::Redis(url) => {
+                let store = RedisStore::connect(url, config.limits(), metrics.clone()).await?;
+                info!("rooms and mailboxes are in Redis, shared with every instance using it");
+                Serving::Redis(Core::new(
+                    Arc::new(store),
+                    listener,
+                    tls,
+                    settings,
+                    metrics,
+                    admission,
+                    config,
+                ))
+            }
+        };
         Ok(Server {
-            listener,
             local_addr,
-            tls,
-            store,
-            api,
-            admission,
-            connections: Arc::new(Semaphore::new(config.max_connections)),
-            header_timeout: config.header_timeout,
-            handshake_timeout: config.tls_handshake_timeout,
-            // Often enough that a peer leaves within about a quarter TTL of
-            // expiring, rarely enough that sweeping costs nothing.
-            sweep_every: (config.peer_ttl / 4)
-                .clamp(Duration::from_millis(50), Duration::from_secs(5)),
+            serving,
         })
     }
 
@@ -176,7 +199,44 @@ impl Server {
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Server {
+        match self.serving {
+            Serving::Memory(core) => core.run(shutdown).await,
+            Serving::Redis(core) => core.run(shutdown).await,
+        }
+    }
+}
+
+impl<S: Store> Core<S> {
+    fn new(
+        store: Arc<S>,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        settings: ApiSettings,
+        metrics: Arc<Metrics>,
+        admission: Arc<Admission>,
+        config: &Config,
+    ) -> Core<S> {
+        let api = Arc::new(Api::new(
+            store.clone(),
+            settings,
+            metrics,
+            admission.clone(),
+        ));
+        Core {
+            listener,
+            tls,
+            store,
+            api,
+            admission,
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            header_timeout: config.header_timeout,
+            handshake_timeout: config.tls_handshake_timeout,
+            sweep_every: sweep_interval(config.peer_ttl),
+        }
+    }
+
+    async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Core {
             listener,
             tls,
             store,
@@ -186,7 +246,6 @@ impl Server {
             header_timeout,
             handshake_timeout,
             sweep_every,
-            ..
         } = self;
         let protocols = Arc::new(Protocols::new(header_timeout));
         let graceful = GracefulShutdown::new();
@@ -256,7 +315,7 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
-async fn sweep_periodically(store: Arc<MemoryStore>, admission: Arc<Admission>, every: Duration) {
+async fn sweep_periodically<S: Store>(store: Arc<S>, admission: Arc<Admission>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -302,8 +361,8 @@ impl Protocols {
     }
 }
 
-struct Connection {
-    api: Arc<Api<MemoryStore>>,
+struct Connection<S: Store> {
+    api: Arc<Api<S>>,
     protocols: Arc<Protocols>,
     header_timeout: Duration,
     handshake_timeout: Duration,
@@ -312,7 +371,7 @@ struct Connection {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Connection {
+impl<S: Store> Connection<S> {
     async fn serve(self, stream: TcpStream, remote: SocketAddr, tls: Option<TlsAcceptor>) {
         // Signaling messages are small and latency-bound.
         let _ = stream.set_nodelay(true);

@@ -57,6 +57,15 @@ impl Token {
         self.0.as_bytes().ct_eq(presented.0.as_bytes()).into()
     }
 
+    /// SHA-256 of the token, in hex: what a shared store keeps and compares
+    /// instead of the secret. A store that compares digests with plain
+    /// equality leaks at most a prefix of a digest, which does not help
+    /// anyone build a token; and a dump of the store holds no secrets.
+    pub fn digest(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The secret itself, for the `X-Peer-Token` reply header only.
     pub fn expose(&self) -> &str {
         &self.0

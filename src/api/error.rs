@@ -128,6 +128,13 @@ impl From<StoreError> for ApiError {
                 format!("{error}: retry later (see Retry-After)"),
             )
             .retry_after(RETRY_UNAVAILABLE),
+            E::Unavailable => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                format!(
+                    "{error}: retry after Retry-After, polls with the same cursor and sends with the same Idempotency-Key"
+                ),
+            )
+            .retry_after(RETRY_UNAVAILABLE),
             E::ShuttingDown => ApiError::new(
                 S::SERVICE_UNAVAILABLE,
                 format!("{error}: retry in a moment (see Retry-After)"),

@@ -27,19 +27,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
-    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, Payload, PollRequest, Receipt,
-    SendRequest, Sent, Store, StoreError,
+    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, Payload,
+    PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
 use crate::store::StoreStats;
-use crate::token::{Token, random_bytes};
+use crate::token::Token;
 
 /// Rooms yield to the scheduler after this many rooms in one sweep, so a
 /// large sweep shares its worker thread with request handling.
 const SWEEP_BATCH: usize = 256;
-/// Idempotency records kept per room; past it the oldest is forgotten early.
-const MAX_RECEIPTS_PER_ROOM: usize = 256;
 /// What one stored message costs beyond its payload (envelope, queue slot,
 /// reference count), counted in every byte budget.
 pub const MESSAGE_OVERHEAD: usize = 64;
@@ -755,18 +753,6 @@ fn event(event: &RoomEvent<'_>) -> Payload {
     let raw = serde_json::value::to_raw_value(event)
         .expect("room events are names and strings, which always serialize");
     Arc::from(raw)
-}
-
-/// 8 characters of a URL-safe alphabet (48 random bits): enough that a
-/// restarted server or a rejoined peer never reuses a live epoch.
-fn new_epoch() -> Arc<str> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes: [u8; 8] = random_bytes();
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
-        .collect::<String>()
-        .into()
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! - messages from one sender reach each recipient in the order sent.
 
 mod memory;
+mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,9 +30,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 pub use memory::{MESSAGE_OVERHEAD, MemoryStore};
+pub use redis::{RedisStore, RedisStoreError};
 
 use crate::name::Name;
-use crate::token::Token;
+use crate::token::{Token, random_bytes};
 
 /// A message body as relayed: one JSON object, kept as the sender's text and
 /// shared between the recipients of a broadcast.
@@ -39,6 +41,16 @@ pub type Payload = Arc<RawValue>;
 
 /// How long an `Idempotency-Key` remembers the reply it produced.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
+
+/// How often expiry runs for a given peer TTL: often enough that a peer
+/// leaves within about a quarter TTL of expiring, rarely enough that
+/// sweeping costs nothing.
+pub fn sweep_interval(peer_ttl: Duration) -> Duration {
+    (peer_ttl / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
+
+/// Idempotency records kept per room; past it the oldest is forgotten early.
+pub(crate) const MAX_RECEIPTS_PER_ROOM: usize = 256;
 
 /// Who a request claims to be.
 #[derive(Debug, Clone)]
@@ -144,6 +156,8 @@ pub enum StoreError {
     StoreFull { max: usize },
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("the shared store (Redis) is unreachable")]
+    Unavailable,
 }
 
 /// The bounds a store keeps. Every one is a command-line flag.
@@ -214,4 +228,16 @@ pub struct StoreStats {
     pub rooms: usize,
     pub mailboxes: usize,
     pub parked_polls: usize,
+}
+
+/// 8 characters of a URL-safe alphabet (48 random bits): enough that a
+/// restarted server or a rejoined peer never reuses a live epoch.
+pub(crate) fn new_epoch() -> Arc<str> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes: [u8; 8] = random_bytes();
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect::<String>()
+        .into()
 }

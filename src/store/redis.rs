@@ -1,0 +1,742 @@
+//! The Redis store: any number of instances share one state, so any
+//! instance can serve any request (docs/scaling.md).
+//!
+//! # How it keeps the in-memory store's rules
+//! - Every operation is one Lua script (`redis.lua`) that Redis runs
+//!   atomically: the script plays the part of the room's shard lock. A send
+//!   stays all-or-nothing and in order, and an expiry or leave happens once
+//!   however many instances sweep.
+//! - Time is Redis's clock (`TIME` inside the scripts), so instances with
+//!   skewed clocks agree on TTLs.
+//! - Tokens are stored and compared as SHA-256 digests ([`Token::digest`]).
+//!
+//! # Wake-ups across instances
+//! Messages live in per-mailbox lists; a script that changes a mailbox
+//! publishes `"<room> <peer>"` on one channel. Each instance keeps one
+//! subscription and wakes its local parked polls for that mailbox, which
+//! then re-read Redis: pub/sub is only the doorbell, never the data, so a
+//! lost notification delays nothing once the subscription is back (all
+//! local polls are woken then) and loses nothing.
+//!
+//! A parked poll's waiter is armed *before* the script that may park it
+//! runs, so a message published in between cannot be missed. A parked poll
+//! holds a lease in Redis (`alive_until` = its deadline) instead of a
+//! counter, so a peer whose instance died mid-poll still expires.
+//!
+//! If Redis is unreachable, every operation answers
+//! [`StoreError::Unavailable`] (503); the connection manager reconnects by
+//! itself, and the subscription is re-established by [`keep_subscribed`].
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::{
+    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM,
+    MESSAGE_OVERHEAD, PollRequest, Receipt, SendRequest, Sent, Store, StoreError, StoreStats,
+    new_epoch, sweep_interval,
+};
+use crate::metrics::Metrics;
+use crate::name::Name;
+use crate::token::Token;
+
+/// The channel every mailbox change is announced on.
+const WAKE_CHANNEL: &str = "sr:wake";
+/// Held by the instance that sweeps this round; the others skip.
+const SWEEP_LOCK: &str = "sr:sweeper";
+/// Rooms swept per round trip batch.
+const SWEEP_BATCH: usize = 256;
+/// A Redis that does not answer within this is treated as down: the
+/// request gets 503 rather than hanging.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnecting the subscription backs off between these.
+const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
+/// How long start-up waits for Redis before serving anyway (with 503s
+/// until it is reachable).
+const STARTUP_WAIT: Duration = Duration::from_secs(3);
+/// The reply header of every batch-returning script (see `read` in redis.lua).
+const BATCH_HEADER: usize = 8;
+
+/// Why the Redis store cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisStoreError {
+    #[error("invalid --store URL: {0}")]
+    Url(RedisError),
+}
+
+/// A [`Store`] in Redis, shared by every instance pointed at the same one.
+pub struct RedisStore {
+    engine: Arc<Engine>,
+    waiters: Arc<Waiters>,
+    limits: Limits,
+    /// Names this process in the sweep lock.
+    instance: Arc<str>,
+    parked_polls: AtomicUsize,
+    /// Refreshed from Redis at every sweep tick, for the metrics gauges.
+    rooms: AtomicUsize,
+    mailboxes: AtomicUsize,
+    closed: CancellationToken,
+    metrics: Arc<Metrics>,
+    subscriber: JoinHandle<()>,
+}
+
+/// The connection and the script: what a detached task needs to talk to Redis.
+struct Engine {
+    connection: ConnectionManager,
+    script: Script,
+    /// The limits as the script reads them (ARGV[3]).
+    limits_arg: String,
+}
+
+impl Engine {
+    /// Runs one operation of redis.lua.
+    async fn call(&self, op: &str, room: &Name, args: &[&str]) -> Result<Vec<String>, StoreError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation.arg(op).arg(room.as_str()).arg(&self.limits_arg);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async::<Vec<String>>(&mut connection)
+            .await
+            .map_err(unavailable)
+    }
+}
+
+/// Every Redis failure is a 503 for the client; only failures that are
+/// not about reaching Redis (a script error, say) are worth an error log.
+fn unavailable(error: RedisError) -> StoreError {
+    if error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+    {
+        debug!(%error, "Redis unreachable");
+    } else {
+        error!(%error, "Redis refused an operation");
+    }
+    StoreError::Unavailable
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`). Waits up to a few seconds
+    /// for Redis; if it is not there yet, the store answers 503 until it is.
+    pub async fn connect(
+        url: &str,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Result<RedisStore, RedisStoreError> {
+        let client = Client::open(url).map_err(RedisStoreError::Url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_max_delay(RESUBSCRIBE_MAX);
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(RedisStoreError::Url)?;
+        let limits_arg = [
+            limits.peer_ttl.as_millis(),
+            limits.mailbox_messages as u128,
+            limits.mailbox_bytes as u128,
+            limits.backlog_messages as u128,
+            limits.backlog_age.as_millis(),
+            limits.room_peers as u128,
+            limits.rooms as u128,
+            limits.stored_bytes as u128,
+            MESSAGE_OVERHEAD as u128,
+            std::mem::size_of::<Name>() as u128,
+            IDEMPOTENCY_WINDOW.as_millis(),
+            MAX_RECEIPTS_PER_ROOM as u128,
+        ]
+        .map(|n| n.to_string())
+        .join(" ");
+        let engine = Arc::new(Engine {
+            connection,
+            script: Script::new(include_str!("redis.lua")),
+            limits_arg,
+        });
+        let waiters = Arc::new(Waiters::default());
+        let mut subscribed = waiters.subscribed.subscribe();
+        let subscriber = tokio::spawn(keep_subscribed(client, waiters.clone()));
+        if tokio::time::timeout(STARTUP_WAIT, subscribed.wait_for(|up| *up))
+            .await
+            .is_err()
+        {
+            warn!("Redis is not reachable yet: requests get 503 until it is");
+        }
+        Ok(RedisStore {
+            engine,
+            waiters,
+            limits,
+            instance: new_epoch(),
+            parked_polls: AtomicUsize::new(0),
+            rooms: AtomicUsize::new(0),
+            mailboxes: AtomicUsize::new(0),
+            closed: CancellationToken::new(),
+            metrics,
+            subscriber,
+        })
+    }
+
+    fn reserve_parked_slot(&self) -> Option<ParkedSlot<'_>> {
+        if self.parked_polls.fetch_add(1, Ordering::Relaxed) >= self.limits.parked_polls {
+            self.parked_polls.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ParkedSlot(&self.parked_polls))
+    }
+
+    /// Sweeps every room, in batches pipelined over the one connection.
+    async fn sweep_rooms(&self) -> Result<(), StoreError> {
+        let mut connection = self.engine.connection.clone();
+        let mut cursor = 0u64;
+        loop {
+            let (next, rooms): (u64, Vec<String>) = redis::cmd("SSCAN")
+                .arg("sr:rooms")
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SWEEP_BATCH)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            let rooms: Vec<Name> = rooms.iter().filter_map(|r| Name::parse(r).ok()).collect();
+            let sweeps = rooms
+                .iter()
+                .map(|room| self.engine.call("sweep", room, &[]));
+            for reply in futures_util::future::join_all(sweeps).await {
+                if let Some(expired) = reply?.get(1).and_then(|n| n.parse::<usize>().ok())
+                    && expired > 0
+                {
+                    debug!(expired, "peers expired");
+                }
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    async fn refresh_stats(&self) -> Result<(), StoreError> {
+        let mut connection = self.engine.connection.clone();
+        let (rooms, mailboxes): (usize, Option<i64>) = redis::pipe()
+            .cmd("SCARD")
+            .arg("sr:rooms")
+            .cmd("GET")
+            .arg("sr:mailboxes")
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        self.rooms.store(rooms, Ordering::Relaxed);
+        self.mailboxes.store(
+            usize::try_from(mailboxes.unwrap_or(0)).unwrap_or(0),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+/// The token arguments of a request that may create the peer: the digest
+/// of the presented token ('' when none), and the token to adopt if it does.
+fn token_args(presented: &Option<Token>) -> (String, Token) {
+    match presented {
+        Some(token) => (token.digest(), token.clone()),
+        None => (String::new(), Token::generate()),
+    }
+}
+
+impl Store for RedisStore {
+    async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
+        if self.closed.is_cancelled() {
+            return Err(StoreError::ShuttingDown);
+        }
+        let SendRequest {
+            sender,
+            to,
+            data,
+            idempotency_key,
+        } = request;
+        let (digest, join_token) = token_args(&sender.token);
+        let reply = self
+            .engine
+            .call(
+                "send",
+                &sender.room,
+                &[
+                    &sender.peer,
+                    &digest,
+                    &join_token.digest(),
+                    &new_epoch(),
+                    to.as_deref().unwrap_or(""),
+                    data.get(),
+                    idempotency_key.as_deref().unwrap_or(""),
+                ],
+            )
+            .await?;
+        check(&reply, &sender, &self.limits)?;
+        let flag = |i: usize| reply.get(i).is_some_and(|f| f == "1");
+        let (issued, queued, fresh) = (flag(1), flag(2), flag(3));
+        let delivered = reply
+            .iter()
+            .skip(4)
+            .map(|name| Name::parse(name).map_err(|_| corrupt("a recipient name")))
+            .collect::<Result<Vec<Name>, StoreError>>()?;
+        if fresh {
+            self.metrics
+                .relayed
+                .inc_by(delivered.len().max(usize::from(queued)) as u64);
+        }
+        Ok(Sent {
+            receipt: Receipt { delivered, queued },
+            issued_token: issued.then_some(join_token),
+        })
+    }
+
+    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+        let closing = self.closed.is_cancelled();
+        let PollRequest {
+            reader,
+            since,
+            epoch,
+            wait,
+        } = request;
+        let deadline = Instant::now() + wait;
+        let wants_to_park = !wait.is_zero() && !closing;
+        let slot = if wants_to_park {
+            self.reserve_parked_slot()
+        } else {
+            None
+        };
+        if slot.is_some() && !self.waiters.is_subscribed() {
+            // Without the subscription nothing would wake a parked poll.
+            return Err(StoreError::Unavailable);
+        }
+        // Armed before Redis is asked, so a wake-up published between the
+        // script and the wait below is not missed.
+        let waiter = slot
+            .as_ref()
+            .map(|_| self.waiters.register(&reader.room, &reader.peer));
+        let notify = waiter
+            .as_ref()
+            .map_or_else(Arc::default, |w| w.notify.clone());
+        let mut woken = pin!(notify.notified());
+        woken.as_mut().enable();
+
+        let (digest, join_token) = token_args(&reader.token);
+        let since_arg = since.to_string();
+        let client_epoch = epoch.as_deref().unwrap_or("");
+        let park_ms = if slot.is_some() {
+            wait.as_millis().max(1).to_string()
+        } else {
+            "0".to_owned()
+        };
+        let reply = self
+            .engine
+            .call(
+                "poll",
+                &reader.room,
+                &[
+                    &reader.peer,
+                    &digest,
+                    &join_token.digest(),
+                    &new_epoch(),
+                    &since_arg,
+                    client_epoch,
+                    if closing { "1" } else { "0" },
+                    &park_ms,
+                ],
+            )
+            .await?;
+        check(&reply, &reader, &self.limits)?;
+        let issued_token = (reply.get(6).map(String::as_str) == Some("1")).then_some(join_token);
+        let generation = reply.get(7).cloned().unwrap_or_default();
+        let first = Batch {
+            issued_token,
+            ..self.batch(&reply)?
+        };
+        if generation == "0" {
+            if wants_to_park && slot.is_none() && first.messages.is_empty() && !first.reset {
+                return Err(StoreError::TooManyParkedPolls {
+                    max: self.limits.parked_polls,
+                });
+            }
+            return Ok(first);
+        }
+
+        let mut lease = Lease {
+            engine: self.engine.clone(),
+            room: reader.room.clone(),
+            args: [reader.peer.to_string(), first.epoch.to_string(), generation],
+            settled: false,
+        };
+        loop {
+            let ending = tokio::select! {
+                () = woken.as_mut() => !self.waiters.is_subscribed(),
+                () = sleep_until(deadline) => true,
+                () = self.closed.cancelled() => true,
+            };
+            woken.set(notify.notified());
+            woken.as_mut().enable();
+            let [peer, mailbox_epoch, generation] = &lease.args;
+            let reply = self
+                .engine
+                .call(
+                    "wait",
+                    &reader.room,
+                    &[
+                        peer,
+                        mailbox_epoch,
+                        generation,
+                        &since_arg,
+                        client_epoch,
+                        if ending { "1" } else { "0" },
+                    ],
+                )
+                .await;
+            lease.settled = reply.is_err();
+            let reply = reply?;
+            match reply.first().map(String::as_str) {
+                Some("waiting") => continue,
+                Some("gone") => {
+                    lease.settled = true;
+                    return Ok(Batch {
+                        messages: Vec::new(),
+                        next: since,
+                        epoch: first.epoch,
+                        reset: false,
+                        issued_token: first.issued_token,
+                    });
+                }
+                _ => {
+                    lease.settled = true;
+                    return Ok(Batch {
+                        issued_token: first.issued_token,
+                        ..self.batch(&reply)?
+                    });
+                }
+            }
+        }
+    }
+
+    async fn leave(&self, peer: Credentials) -> Result<bool, StoreError> {
+        let digest = peer.token.as_ref().map(Token::digest).unwrap_or_default();
+        let reply = self
+            .engine
+            .call("leave", &peer.room, &[&peer.peer, &digest])
+            .await?;
+        check(&reply, &peer, &self.limits)?;
+        let left = reply.get(1).is_some_and(|l| l == "1");
+        if left {
+            debug!(room = %peer.room, peer = %peer.peer, "peer left");
+        }
+        Ok(left)
+    }
+
+    async fn sweep(&self) {
+        // One instance sweeps per round: the lease expires before the next
+        // round, so another instance takes over if this one dies.
+        let lease = sweep_interval(self.limits.peer_ttl).mul_f64(0.9);
+        let mut connection = self.engine.connection.clone();
+        let acquired: Result<Option<String>, RedisError> = redis::cmd("SET")
+            .arg(SWEEP_LOCK)
+            .arg(&*self.instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(lease.as_millis().max(1) as u64)
+            .query_async(&mut connection)
+            .await;
+        if matches!(acquired, Ok(Some(_))) {
+            let _ = self.sweep_rooms().await;
+        }
+        let _ = self.refresh_stats().await;
+    }
+
+    fn close(&self) {
+        self.closed.cancel();
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            rooms: self.rooms.load(Ordering::Relaxed),
+            mailboxes: self.mailboxes.load(Ordering::Relaxed),
+            parked_polls: self.parked_polls.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl RedisStore {
+    /// Decodes a batch reply: the header, then one element per message,
+    /// `"<stored ms> <len> <from|*> <data>"`, in seq order.
+    fn batch(&self, reply: &[String]) -> Result<Batch, StoreError> {
+        let number = |i: usize| -> Result<u64, StoreError> {
+            reply
+                .get(i)
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| corrupt("a batch header"))
+        };
+        let next = number(1)?;
+        let epoch: Arc<str> = reply.get(2).map(|e| e.as_str().into()).unwrap_or_default();
+        let reset = number(3)? == 1;
+        let returned_before = number(4)?;
+        let redis_now = number(5)?;
+        let elements = reply.get(BATCH_HEADER..).unwrap_or_default();
+        let first_seq = next + 1 - elements.len() as u64;
+        let now = std::time::Instant::now();
+        let mut messages = Vec::with_capacity(elements.len());
+        for (seq, element) in (first_seq..).zip(elements) {
+            let mut parts = element.splitn(4, ' ');
+            let (Some(stored_ms), Some(_len), Some(from), Some(data)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(corrupt("a message"));
+            };
+            let age = Duration::from_millis(
+                redis_now.saturating_sub(stored_ms.parse().map_err(|_| corrupt("a timestamp"))?),
+            );
+            let from = match from {
+                "*" => None,
+                name => Some(Name::parse(name).map_err(|_| corrupt("a sender name"))?),
+            };
+            if seq > returned_before && from.is_some() {
+                self.metrics.delivery_latency.observe(age.as_secs_f64());
+            }
+            let data = RawValue::from_string(data.to_owned()).map_err(|_| corrupt("a payload"))?;
+            messages.push(Envelope {
+                seq,
+                from,
+                data: Arc::from(data),
+                stored_at: now.checked_sub(age).unwrap_or(now),
+            });
+        }
+        Ok(Batch {
+            messages,
+            next,
+            epoch,
+            reset,
+            issued_token: None,
+        })
+    }
+}
+
+/// Turns a script's refusal into the store's error.
+fn check(reply: &[String], who: &Credentials, limits: &Limits) -> Result<(), StoreError> {
+    let room = || who.room.clone();
+    let peer_named = |i: usize| {
+        reply
+            .get(i)
+            .and_then(|name| Name::parse(name).ok())
+            .ok_or_else(|| corrupt("a peer name"))
+    };
+    Err(match reply.first().map(String::as_str) {
+        Some("ok") => return Ok(()),
+        Some("token_missing") => StoreError::TokenMissing {
+            room: room(),
+            peer: who.peer.clone(),
+        },
+        Some("token_mismatch") => StoreError::TokenMismatch {
+            room: room(),
+            peer: who.peer.clone(),
+        },
+        Some("no_such_peer") => StoreError::NoSuchPeer {
+            room: room(),
+            peer: peer_named(1)?,
+        },
+        Some("send_to_self") => StoreError::SendToSelf,
+        Some("mailbox_full") => StoreError::MailboxFull {
+            peer: peer_named(1)?,
+        },
+        Some("backlog_full") => StoreError::BacklogFull { room: room() },
+        Some("room_full") => StoreError::RoomFull {
+            room: room(),
+            max: limits.room_peers,
+        },
+        Some("too_many_rooms") => StoreError::TooManyRooms { max: limits.rooms },
+        Some("store_full") => StoreError::StoreFull {
+            max: limits.stored_bytes,
+        },
+        Some("shutting_down") => StoreError::ShuttingDown,
+        _ => corrupt("a reply"),
+    })
+}
+
+/// A reply the script cannot have produced: a bug or a foreign writer.
+fn corrupt(what: &str) -> StoreError {
+    error!("Redis returned a malformed {what}; is another program writing sr:* keys?");
+    StoreError::Unavailable
+}
+
+/// One parked-poll slot under --max-parked-polls (per instance).
+struct ParkedSlot<'a>(&'a AtomicUsize);
+
+impl Drop for ParkedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A parked poll's lease in Redis. If the client hangs up (the future is
+/// dropped), a detached task ends the lease so the peer's TTL counts from
+/// now, as it does in the in-memory store.
+struct Lease {
+    engine: Arc<Engine>,
+    room: Name,
+    /// peer, mailbox epoch, generation
+    args: [String; 3],
+    settled: bool,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let engine = self.engine.clone();
+        let room = self.room.clone();
+        let args = std::mem::take(&mut self.args);
+        tokio::spawn(async move {
+            let [peer, epoch, generation] = &args;
+            let _ = engine
+                .call("release", &room, &[peer, epoch, generation])
+                .await;
+        });
+    }
+}
+
+/// This instance's parked polls, by mailbox, for the subscription to wake.
+#[derive(Default)]
+struct Waiters {
+    by_mailbox: DashMap<Box<str>, Waiter>,
+    subscribed: watch::Sender<bool>,
+}
+
+struct Waiter {
+    notify: Arc<Notify>,
+    polls: usize,
+}
+
+impl Waiters {
+    fn key(room: &Name, peer: &Name) -> Box<str> {
+        format!("{room} {peer}").into()
+    }
+
+    fn register(self: &Arc<Self>, room: &Name, peer: &Name) -> Registration {
+        let key = Waiters::key(room, peer);
+        let mut waiter = self
+            .by_mailbox
+            .entry(key.clone())
+            .or_insert_with(|| Waiter {
+                notify: Arc::new(Notify::new()),
+                polls: 0,
+            });
+        waiter.polls += 1;
+        Registration {
+            notify: waiter.notify.clone(),
+            waiters: self.clone(),
+            key,
+        }
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(waiter) = self.by_mailbox.get(key) {
+            waiter.notify.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        for waiter in self.by_mailbox.iter() {
+            waiter.notify.notify_waiters();
+        }
+    }
+
+    fn is_subscribed(&self) -> bool {
+        *self.subscribed.borrow()
+    }
+}
+
+/// A parked poll's place in [`Waiters`], removed when the poll ends.
+struct Registration {
+    notify: Arc<Notify>,
+    waiters: Arc<Waiters>,
+    key: Box<str>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.waiters
+            .by_mailbox
+            .remove_if_mut(&self.key, |_, waiter| {
+                waiter.polls -= 1;
+                waiter.polls == 0
+            });
+    }
+}
+
+/// Keeps this instance subscribed to the wake-up channel, reconnecting
+/// with backoff. Whenever the subscription drops or comes back, every
+/// local parked poll is woken to re-read Redis: notifications sent while
+/// it was down are lost, the messages are not.
+async fn keep_subscribed(client: Client, waiters: Arc<Waiters>) {
+    let mut backoff = RESUBSCRIBE_MIN;
+    let mut was_up = true;
+    loop {
+        let subscription = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(WAKE_CHANNEL).await?;
+            Ok::<_, RedisError>(pubsub)
+        })
+        .await;
+        match subscription {
+            Ok(Ok(pubsub)) => {
+                if !was_up {
+                    info!("Redis is reachable again");
+                }
+                backoff = RESUBSCRIBE_MIN;
+                waiters.subscribed.send_replace(true);
+                waiters.wake_all();
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
+                        waiters.wake(key);
+                    }
+                }
+                waiters.subscribed.send_replace(false);
+                waiters.wake_all();
+                warn!(
+                    "lost the Redis subscription: parked polls end, requests get 503 until Redis is back"
+                );
+                was_up = false;
+            }
+            Ok(Err(error)) if was_up => {
+                was_up = false;
+                warn!(%error, "cannot reach Redis; retrying");
+            }
+            Err(_) if was_up => {
+                was_up = false;
+                warn!("cannot reach Redis (timed out); retrying");
+            }
+            _ => {}
+        }
+        sleep(backoff).await;
+        backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+    }
+}
