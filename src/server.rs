@@ -283,9 +283,10 @@ impl<S: Store> Core<S> {
         }
 
         drop(listener);
+        let parked_polls = store.stats().await.parked_polls;
         info!(
             connections = graceful.count(),
-            parked_polls = store.stats().parked_polls,
+            parked_polls,
             "shutting down: no new connections, ending parked polls"
         );
         store.close();

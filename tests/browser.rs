@@ -81,56 +81,21 @@ fn main() -> ExitCode {
     runtime.block_on(run(filter))
 }
 
-/// Installs Chromium, chromedriver and nginx from Debian when missing.
+/// Installs Chromium, chromedriver, nginx and Redis from Debian when missing.
 fn install_missing() -> Result<(), String> {
-    let missing: Vec<&str> = [
+    common::apt_install_missing(&[
         (CHROMIUM, "chromium"),
         (CHROMEDRIVER, "chromium-driver"),
         (NGINX, "nginx"),
-    ]
-    .iter()
-    .filter(|(path, _)| !Path::new(path).exists())
-    .map(|(_, package)| *package)
-    .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let install = format!(
-        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
-        missing.join(" ")
-    );
-    eprintln!("installing {}: {install}", missing.join(", "));
-    let as_root = if is_root() { "" } else { "sudo -n " };
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{as_root}sh -c '{install}'"))
-        .status()
-        .map_err(|e| format!("cannot run apt-get: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`{install}` failed ({status}); run it as root and try again"
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+        (common::REDIS_SERVER, "redis-server"),
+    ])
 }
 
 /// Runs this binary again in a new network namespace with only `lo`, up.
 fn reexec_in_private_netns(args: &[String]) -> ExitCode {
     let exe = std::env::current_exe().expect("own path");
     let mut unshare = Command::new("unshare");
-    if !is_root() {
+    if !common::is_root() {
         // Without root, a user namespace grants the right to make a netns.
         unshare.arg("--map-root-user");
     }
@@ -589,7 +554,7 @@ impl Proxy {
         let probe = websocket_probe().await;
         let prefix = env.scratch.join(format!("nginx-{port}"));
         std::fs::create_dir_all(prefix.join("logs")).map_err(|e| e.to_string())?;
-        let user = if is_root() { "user root;" } else { "" };
+        let user = if common::is_root() { "user root;" } else { "" };
         let config = format!(
             r#"{user}
 worker_processes 1;

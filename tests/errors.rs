@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, client};
+use common::{Backend, client};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,9 +34,8 @@ async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> 
         .unwrap()
 }
 
-#[tokio::test]
-async fn bad_parameters_are_400() {
-    let server = TestServer::start(&[]).await;
+async fn bad_parameters_are_400(store: Backend) {
+    let server = store.start(&[]).await;
     let cases = [
         ("/signal", "missing `room`"),
         ("/signal?room=r", "missing `peer`"),
@@ -74,9 +73,8 @@ async fn bad_parameters_are_400() {
     assert!(message.contains("longer than 64"), "{message}");
 }
 
-#[tokio::test]
-async fn bad_bodies_are_400() {
-    let server = TestServer::start(&[]).await;
+async fn bad_bodies_are_400(store: Backend) {
+    let server = store.start(&[]).await;
     let url = server.url("/signal?room=r&peer=a");
     for (body, expected) in [
         ("{not json", "not valid JSON"),
@@ -117,9 +115,8 @@ async fn bad_bodies_are_400() {
     assert!(message.contains("not UTF-8"), "{message}");
 }
 
-#[tokio::test]
-async fn nothing_is_created_by_a_refused_request() {
-    let server = TestServer::start(&[]).await;
+async fn nothing_is_created_by_a_refused_request(store: Backend) {
+    let server = store.start(&[]).await;
     let url = server.url("/signal?room=r&peer=a");
     expect_error(
         post(&url, "application/json", "[]").await,
@@ -131,9 +128,8 @@ async fn nothing_is_created_by_a_refused_request() {
     a.join().await;
 }
 
-#[tokio::test]
-async fn wrong_token_is_403() {
-    let server = TestServer::start(&[]).await;
+async fn wrong_token_is_403(store: Backend) {
+    let server = store.start(&[]).await;
     server.peer("r", "alice").join().await;
     let reply = client()
         .get(server.url("/signal?room=r&peer=alice&timeout=0"))
@@ -145,9 +141,8 @@ async fn wrong_token_is_403() {
     assert!(message.contains("token"), "{message}");
 }
 
-#[tokio::test]
-async fn unknown_paths_and_recipients_are_404() {
-    let server = TestServer::start(&[]).await;
+async fn unknown_paths_and_recipients_are_404(store: Backend) {
+    let server = store.start(&[]).await;
     let message = expect_error(
         client().get(server.url("/signall")).send().await.unwrap(),
         StatusCode::NOT_FOUND,
@@ -170,9 +165,8 @@ async fn unknown_paths_and_recipients_are_404() {
     assert!(message.contains("bob is not in room r"), "{message}");
 }
 
-#[tokio::test]
-async fn wrong_methods_are_405_with_allow() {
-    let server = TestServer::start(&[]).await;
+async fn wrong_methods_are_405_with_allow(store: Backend) {
+    let server = store.start(&[]).await;
     for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
         let reply = client()
             .request(method, server.url("/signal?room=r&peer=a"))
@@ -187,9 +181,8 @@ async fn wrong_methods_are_405_with_allow() {
     expect_error(reply, StatusCode::METHOD_NOT_ALLOWED).await;
 }
 
-#[tokio::test]
-async fn a_full_room_is_409() {
-    let server = TestServer::start(&["--room-peers", "2"]).await;
+async fn a_full_room_is_409(store: Backend) {
+    let server = store.start(&["--room-peers", "2"]).await;
     server.peer("r", "a").join().await;
     server.peer("r", "b").join().await;
     let reply = client()
@@ -201,9 +194,8 @@ async fn a_full_room_is_409() {
     assert!(message.contains("already has 2 peers"), "{message}");
 }
 
-#[tokio::test]
-async fn oversized_bodies_are_413_declared_or_streamed() {
-    let server = TestServer::start(&["--max-body", "1024"]).await;
+async fn oversized_bodies_are_413_declared_or_streamed(store: Backend) {
+    let server = store.start(&["--max-body", "1024"]).await;
     let url = server.url("/signal?room=r&peer=a");
     let big = format!("{{\"sdp\":\"{}\"}}", "x".repeat(2000));
     expect_error(
@@ -232,9 +224,8 @@ async fn oversized_bodies_are_413_declared_or_streamed() {
     );
 }
 
-#[tokio::test]
-async fn other_content_types_are_415() {
-    let server = TestServer::start(&[]).await;
+async fn other_content_types_are_415(store: Backend) {
+    let server = store.start(&[]).await;
     let url = server.url("/signal?room=r&peer=a");
     for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
         let message = expect_error(
@@ -248,9 +239,8 @@ async fn other_content_types_are_415() {
     expect_error(bare, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
 }
 
-#[tokio::test]
-async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone() {
-    let server = TestServer::start(&["--mailbox-messages", "3", "--backlog-messages", "3"]).await;
+async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
+    let server = store.start(&["--mailbox-messages", "3", "--backlog-messages", "3"]).await;
     let mut a = server.peer("r", "a");
     let mut b = server.peer("r", "b");
     let mut c = server.peer("r", "c");
@@ -277,9 +267,8 @@ async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone() {
     a.send_ok(None, &json!({"n": "broadcast"})).await;
 }
 
-#[tokio::test]
-async fn too_many_parked_polls_and_rooms_are_503() {
-    let server = TestServer::start(&["--max-parked-polls", "1", "--max-rooms", "2"]).await;
+async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
+    let server = store.start(&["--max-parked-polls", "1", "--max-rooms", "2"]).await;
     let mut a = server.peer("r1", "a");
     let mut b = server.peer("r2", "b");
     a.join().await;
@@ -308,3 +297,17 @@ async fn too_many_parked_polls_and_rooms_are_503() {
     assert!(message.contains("2 rooms"), "{message}");
     drop(parked);
 }
+
+on_both_stores!(
+    bad_parameters_are_400,
+    bad_bodies_are_400,
+    nothing_is_created_by_a_refused_request,
+    wrong_token_is_403,
+    unknown_paths_and_recipients_are_404,
+    wrong_methods_are_405_with_allow,
+    a_full_room_is_409,
+    oversized_bodies_are_413_declared_or_streamed,
+    other_content_types_are_415,
+    a_full_mailbox_is_429_and_stores_nothing_for_anyone,
+    too_many_parked_polls_and_rooms_are_503,
+);

@@ -5,13 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, client, data};
+use common::{Backend, client, data};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[tokio::test]
-async fn a_parked_poll_is_woken_by_a_post() {
-    let server = TestServer::start(&[]).await;
+async fn a_parked_poll_is_woken_by_a_post(store: Backend) {
+    let server = store.start(&[]).await;
     let (mut alice, mut bob) = server.pair("r").await;
 
     let started = Instant::now();
@@ -35,9 +34,8 @@ async fn a_parked_poll_is_woken_by_a_post() {
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
 
-#[tokio::test]
-async fn a_poll_with_nothing_times_out_with_an_empty_batch() {
-    let server = TestServer::start(&[]).await;
+async fn a_poll_with_nothing_times_out_with_an_empty_batch(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let cursor = alice.since;
@@ -50,9 +48,8 @@ async fn a_poll_with_nothing_times_out_with_an_empty_batch() {
     assert!(body.get("reset").is_none(), "{body}");
 }
 
-#[tokio::test]
-async fn the_server_clamps_a_long_timeout() {
-    let server = TestServer::start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"]).await;
+async fn the_server_clamps_a_long_timeout(store: Backend) {
+    let server = store.start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let started = Instant::now();
@@ -60,9 +57,8 @@ async fn the_server_clamps_a_long_timeout() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[tokio::test]
-async fn acknowledging_frees_and_a_repeated_cursor_redelivers() {
-    let server = TestServer::start(&[]).await;
+async fn acknowledging_frees_and_a_repeated_cursor_redelivers(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     alice.join().await;
@@ -94,9 +90,8 @@ async fn acknowledging_frees_and_a_repeated_cursor_redelivers() {
     assert_eq!(body["next"], 5);
 }
 
-#[tokio::test]
-async fn broadcast_reaches_every_other_peer_and_to_only_one() {
-    let server = TestServer::start(&[]).await;
+async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
+    let server = store.start(&[]).await;
     let mut peers: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|p| server.peer("r", p))
@@ -125,9 +120,8 @@ async fn broadcast_reaches_every_other_peer_and_to_only_one() {
     assert!(own.iter().all(|m| m["from"].is_null()), "no echo: {own:?}");
 }
 
-#[tokio::test]
-async fn the_backlog_goes_to_the_next_joiner() {
-    let server = TestServer::start(&[]).await;
+async fn the_backlog_goes_to_the_next_joiner(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let offer = json!({"type": "offer", "sdp": "v=0"});
@@ -151,9 +145,8 @@ async fn the_backlog_goes_to_the_next_joiner() {
     );
 }
 
-#[tokio::test]
-async fn room_events_peers_join_and_leave_after_the_ttl() {
-    let server = TestServer::start(&["--peer-ttl", "0.5"]).await;
+async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
+    let server = store.start(&["--peer-ttl", "0.5"]).await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     assert!(alice.join().await.is_empty());
@@ -180,9 +173,8 @@ async fn room_events_peers_join_and_leave_after_the_ttl() {
     assert_ne!(bob.token, old_token);
 }
 
-#[tokio::test]
-async fn delete_leaves_at_once() {
-    let server = TestServer::start(&[]).await;
+async fn delete_leaves_at_once(store: Backend) {
+    let server = store.start(&[]).await;
     let (mut alice, bob) = server.pair("r").await;
     let left = bob
         .client
@@ -199,9 +191,8 @@ async fn delete_leaves_at_once() {
     );
 }
 
-#[tokio::test]
-async fn tokens_are_required_and_checked() {
-    let server = TestServer::start(&[]).await;
+async fn tokens_are_required_and_checked(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let token = alice.token.clone().unwrap();
@@ -244,9 +235,8 @@ async fn tokens_are_required_and_checked() {
     );
 }
 
-#[tokio::test]
-async fn an_offered_token_is_adopted() {
-    let server = TestServer::start(&[]).await;
+async fn an_offered_token_is_adopted(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.token = Some("alice-chose-this-secret".into());
     let receipt = alice.send_ok(None, &json!({"hello": 1})).await;
@@ -255,9 +245,8 @@ async fn an_offered_token_is_adopted() {
     assert_eq!(alice.poll(0.0).await[0]["data"]["type"], "peers");
 }
 
-#[tokio::test]
-async fn a_second_poll_ends_the_first() {
-    let server = TestServer::start(&[]).await;
+async fn a_second_poll_ends_the_first(store: Backend) {
+    let server = store.start(&[]).await;
     let mut first = server.peer("r", "alice");
     first.join().await;
     let mut second = server.peer("r", "alice");
@@ -276,9 +265,8 @@ async fn a_second_poll_ends_the_first() {
     assert_eq!(newer.await.unwrap().0, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_poll_whose_client_hung_up_loses_nothing() {
-    let server = TestServer::start(&[]).await;
+async fn a_poll_whose_client_hung_up_loses_nothing(store: Backend) {
+    let server = store.start(&[]).await;
     let (mut alice, mut bob) = server.pair("r").await;
     // alice's poll is abandoned mid-wait (tab closed, proxy cut it).
     let url = alice.signal_url(&format!("&since={}&timeout=20", alice.since));
@@ -293,9 +281,8 @@ async fn a_poll_whose_client_hung_up_loses_nothing() {
     assert_eq!(data(&alice.poll(5.0).await), [json!({"kept": true})]);
 }
 
-#[tokio::test]
-async fn a_foreign_epoch_resets() {
-    let server = TestServer::start(&["--peer-ttl", "0.3"]).await;
+async fn a_foreign_epoch_resets(store: Backend) {
+    let server = store.start(&["--peer-ttl", "0.3"]).await;
     let mut alice = server.peer("r", "alice");
     alice.token = Some("alice-keeps-her-token".into());
     alice.join().await;
@@ -322,16 +309,15 @@ async fn a_foreign_epoch_resets() {
     );
 }
 
-#[tokio::test]
-async fn a_restarted_server_resets_its_clients() {
-    let first = TestServer::start(&[]).await;
+async fn a_restarted_server_resets_its_clients(store: Backend) {
+    let first = store.start(&[]).await;
     let mut alice = first.peer("r", "alice");
     alice.token = Some("alice-keeps-her-token".into());
     alice.join().await;
     let (old_cursor, old_epoch) = (alice.since, alice.epoch.clone());
     first.shutdown().await;
 
-    let second = TestServer::start(&[]).await;
+    let second = store.start(&[]).await;
     alice.base = second.base.clone();
     let (status, body) = alice.poll_raw(0.0).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -341,9 +327,8 @@ async fn a_restarted_server_resets_its_clients() {
     assert_eq!(body["messages"][0]["data"]["type"], "peers");
 }
 
-#[tokio::test]
-async fn a_cursor_beyond_the_mailbox_resets() {
-    let server = TestServer::start(&[]).await;
+async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     alice.since = 999;
@@ -352,9 +337,8 @@ async fn a_cursor_beyond_the_mailbox_resets() {
     assert_eq!(body["next"], 1);
 }
 
-#[tokio::test]
-async fn an_idempotent_retry_is_stored_once() {
-    let server = TestServer::start(&[]).await;
+async fn an_idempotent_retry_is_stored_once(store: Backend) {
+    let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     alice.join().await;
@@ -386,9 +370,8 @@ async fn an_idempotent_retry_is_stored_once() {
     assert_eq!(offers, 2, "offer-1 once, offer-2 once");
 }
 
-#[tokio::test]
-async fn raw_sdp_is_wrapped_like_a_session_description() {
-    let server = TestServer::start(&[]).await;
+async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
+    let server = store.start(&[]).await;
     let (mut alice, bob) = server.pair("r").await;
     let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
     for (query, kind) in [("", "offer"), ("&type=answer", "answer")] {
@@ -421,9 +404,8 @@ async fn raw_sdp_is_wrapped_like_a_session_description() {
     }
 }
 
-#[tokio::test]
-async fn every_signal_reply_is_no_store_and_cors_is_off_by_default() {
-    let server = TestServer::start(&[]).await;
+async fn every_signal_reply_is_no_store_and_cors_is_off_by_default(store: Backend) {
+    let server = store.start(&[]).await;
     let ok = client()
         .get(server.url("/signal?room=r&peer=a&timeout=0"))
         .header("Origin", "https://elsewhere.example")
@@ -453,9 +435,8 @@ async fn every_signal_reply_is_no_store_and_cors_is_off_by_default() {
     );
 }
 
-#[tokio::test]
-async fn cors_when_enabled_answers_preflight_and_exposes_the_token() {
-    let server = TestServer::start(&["--cors-origin", "https://app.example"]).await;
+async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backend) {
+    let server = store.start(&["--cors-origin", "https://app.example"]).await;
     let preflight = client()
         .request(
             reqwest::Method::OPTIONS,
@@ -509,7 +490,7 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token() {
             .is_none()
     );
 
-    let any = TestServer::start(&["--cors-origin", "*"]).await;
+    let any = store.start(&["--cors-origin", "*"]).await;
     let reply = client()
         .get(any.url("/signal?room=r&peer=a&timeout=0"))
         .header("Origin", "https://whoever.example")
@@ -519,9 +500,8 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token() {
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
 }
 
-#[tokio::test]
-async fn health_and_the_web_folder() {
-    let server = TestServer::start(&[]).await;
+async fn health_and_the_web_folder(store: Backend) {
+    let server = store.start(&[]).await;
     let health = client().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let page = client().get(server.url("/")).send().await.unwrap();
@@ -530,9 +510,8 @@ async fn health_and_the_web_folder() {
     assert!(page.text().await.unwrap().contains("<html"));
 }
 
-#[tokio::test]
-async fn config_serves_the_ice_servers() {
-    let server = TestServer::start(&[]).await;
+async fn config_serves_the_ice_servers(store: Backend) {
+    let server = store.start(&[]).await;
     let reply = client().get(server.url("/config")).send().await.unwrap();
     assert_eq!(reply.headers()["cache-control"], "no-store");
     assert_eq!(
@@ -540,7 +519,7 @@ async fn config_serves_the_ice_servers() {
         json!({"iceServers": []})
     );
 
-    let server = TestServer::start(&[
+    let server = store.start(&[
         "--ice-server",
         "stun:stun.example.org:3478",
         "--ice-server",
@@ -573,9 +552,8 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
-#[tokio::test]
-async fn metrics_count_relays_latency_rejections_and_parked_polls() {
-    let server = TestServer::start(&[]).await;
+async fn metrics_count_relays_latency_rejections_and_parked_polls(store: Backend) {
+    let server = store.start(&[]).await;
     let (mut alice, mut bob) = server.pair("r").await;
     bob.send_ok(Some("alice"), &json!({"n": 1})).await;
     bob.send_ok(None, &json!({"n": 2})).await;
@@ -613,3 +591,28 @@ async fn metrics_count_relays_latency_rejections_and_parked_polls() {
     bob.send_ok(Some("alice"), &json!({"n": 3})).await;
     parked.await.unwrap();
 }
+
+on_both_stores!(
+    a_parked_poll_is_woken_by_a_post,
+    a_poll_with_nothing_times_out_with_an_empty_batch,
+    the_server_clamps_a_long_timeout,
+    acknowledging_frees_and_a_repeated_cursor_redelivers,
+    broadcast_reaches_every_other_peer_and_to_only_one,
+    the_backlog_goes_to_the_next_joiner,
+    room_events_peers_join_and_leave_after_the_ttl,
+    delete_leaves_at_once,
+    tokens_are_required_and_checked,
+    an_offered_token_is_adopted,
+    a_second_poll_ends_the_first,
+    a_poll_whose_client_hung_up_loses_nothing,
+    a_foreign_epoch_resets,
+    a_restarted_server_resets_its_clients,
+    a_cursor_beyond_the_mailbox_resets,
+    an_idempotent_retry_is_stored_once,
+    raw_sdp_is_wrapped_like_a_session_description,
+    every_signal_reply_is_no_store_and_cors_is_off_by_default,
+    cors_when_enabled_answers_preflight_and_exposes_the_token,
+    health_and_the_web_folder,
+    config_serves_the_ice_servers,
+    metrics_count_relays_latency_rejections_and_parked_polls,
+);

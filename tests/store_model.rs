@@ -358,7 +358,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             // Caps hold: the store holds what the model holds, no more.
-            let stats = store.stats();
+            let stats = store.stats().await;
             prop_assert_eq!(stats.mailboxes, model.peers.len());
             prop_assert!(stats.rooms <= 1);
             // The global byte count is exactly what the model holds.

@@ -159,7 +159,7 @@ impl<S: Store> Api<S> {
         match request.uri().path() {
             "/metrics" if is_read(&method) => {
                 let mut reply = Response::new(Full::new(Bytes::from(
-                    self.metrics.encode(self.store.stats()),
+                    self.metrics.encode(self.store.stats().await),
                 )));
                 reply.headers_mut().insert(
                     CONTENT_TYPE,

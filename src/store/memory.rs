@@ -464,7 +464,7 @@ impl Store for MemoryStore {
         self.closed.cancel();
     }
 
-    fn stats(&self) -> StoreStats {
+    async fn stats(&self) -> StoreStats {
         StoreStats {
             rooms: self.room_count.load(Ordering::Relaxed),
             mailboxes: self.mailbox_count.load(Ordering::Relaxed),

@@ -218,8 +218,9 @@ pub trait Store: Send + Sync + 'static {
     /// still collects messages already waiting (refused once none are).
     fn close(&self);
 
-    /// How much the store holds now, for metrics.
-    fn stats(&self) -> StoreStats;
+    /// How much the store holds now, for the metrics gauges (read when
+    /// scraped).
+    fn stats(&self) -> impl Future<Output = StoreStats> + Send;
 }
 
 /// Counts for the metrics gauges.

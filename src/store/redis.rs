@@ -86,7 +86,7 @@ pub struct RedisStore {
     /// Names this process in the sweep lock.
     instance: Arc<str>,
     parked_polls: AtomicUsize,
-    /// Refreshed from Redis at every sweep tick, for the metrics gauges.
+    /// The shared counts last read from Redis, for the metrics gauges.
     rooms: AtomicUsize,
     mailboxes: AtomicUsize,
     closed: CancellationToken,
@@ -468,14 +468,15 @@ impl Store for RedisStore {
         if matches!(acquired, Ok(Some(_))) {
             let _ = self.sweep_rooms().await;
         }
-        let _ = self.refresh_stats().await;
     }
 
     fn close(&self) {
         self.closed.cancel();
     }
 
-    fn stats(&self) -> StoreStats {
+    async fn stats(&self) -> StoreStats {
+        // Shared counts come from Redis; if it is down, the last known ones.
+        let _ = self.refresh_stats().await;
         StoreStats {
             rooms: self.rooms.load(Ordering::Relaxed),
             mailboxes: self.mailboxes.load(Ordering::Relaxed),

@@ -2,8 +2,11 @@
 //! integration tests.
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use reqwest::{Client, Response, StatusCode};
@@ -13,6 +16,56 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// Which store a test server runs on: the protocol suites run on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    /// A Redis of the test's own, started for it and stopped with it.
+    Redis,
+}
+
+impl Backend {
+    /// Starts a server on this store with `flags` (see [`TestServer::start`]).
+    pub async fn start(self, flags: &[&str]) -> TestServer {
+        match self {
+            Backend::Memory => TestServer::start(flags).await,
+            Backend::Redis => {
+                let redis = RedisServer::start();
+                let url = redis.url();
+                let mut flags = flags.to_vec();
+                flags.extend(["--store", &url]);
+                let mut server = TestServer::start(&flags).await;
+                server.redis = Some(redis);
+                server
+            }
+        }
+    }
+}
+
+/// Runs a test body once per store, as `memory::name` and `redis::name`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::common::Backend::Memory).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::common::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
 
 /// A server running in this process until dropped or shut down.
 pub struct TestServer {
@@ -20,6 +73,8 @@ pub struct TestServer {
     pub base: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The Redis this server's store lives in, when it has its own.
+    pub redis: Option<RedisServer>,
 }
 
 impl TestServer {
@@ -46,6 +101,7 @@ impl TestServer {
             base: format!("{scheme}://{addr}"),
             stop: Some(stop),
             task: Some(task),
+            redis: None,
         }
     }
 
@@ -308,4 +364,150 @@ impl ServerProcess {
 /// The `data` of each message, for comparisons.
 pub fn data(messages: &[Value]) -> Vec<Value> {
     messages.iter().map(|m| m["data"].clone()).collect()
+}
+
+/// A redis-server of the test's own on a free loopback port, killed when
+/// dropped. Installed with apt when missing (as root, or via `sudo -n`).
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    persistent: bool,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// An in-memory Redis: nothing survives its restart.
+    pub fn start() -> RedisServer {
+        RedisServer::launch(false)
+    }
+
+    /// A Redis that writes every change to its append-only file before
+    /// answering (`appendfsync always`), so a restart loses nothing.
+    pub fn start_persistent() -> RedisServer {
+        RedisServer::launch(true)
+    }
+
+    fn launch(persistent: bool) -> RedisServer {
+        install_redis();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("signal-relay-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = RedisServer {
+            port,
+            dir,
+            persistent,
+            child: None,
+        };
+        redis.run();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn run(&mut self) {
+        let port = self.port.to_string();
+        let mut command = Command::new(REDIS_SERVER);
+        command
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(["--daemonize", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.persistent {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        self.child = Some(command.spawn().expect("redis-server starts"));
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills Redis at once (SIGKILL): what a crash looks like.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data folder.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    /// Whether the port answers.
+    pub fn is_up(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Installs redis-server once per test binary when it is missing.
+fn install_redis() {
+    static INSTALLED: Mutex<bool> = Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*installed {
+        if let Err(error) = apt_install_missing(&[(REDIS_SERVER, "redis-server")]) {
+            panic!("the Redis tests need redis-server: {error}");
+        }
+        *installed = true;
+    }
+}
+
+/// Installs the Debian packages whose marker file is missing.
+pub fn apt_install_missing(wanted: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(path, _)| !Path::new(path).exists())
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends {}",
+        missing.join(" ")
+    );
+    eprintln!("installing {}: {install}", missing.join(", "));
+    let as_root = if is_root() { "" } else { "sudo -n " };
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{as_root}sh -c '{install}'"))
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{install}` failed ({status}); run it as root and try again"
+        ))
+    }
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
 }

@@ -416,7 +416,7 @@ async fn a_parked_poll_wakes_on_arrival() {
         })
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(store.stats().parked_polls, 1);
+    assert_eq!(store.stats().await.parked_polls, 1);
     store
         .send(send_req(
             "alice",
@@ -432,7 +432,7 @@ async fn a_parked_poll_wakes_on_arrival() {
     // Woken by the send, not found at the deadline (the paused clock would
     // otherwise jump straight to it).
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(store.stats().parked_polls, 0);
+    assert_eq!(store.stats().await.parked_polls, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -548,10 +548,10 @@ async fn empty_rooms_are_removed_and_the_room_cap_holds() {
         })
         .await;
     assert_eq!(third.unwrap_err(), StoreError::TooManyRooms { max: 2 });
-    assert_eq!(store.stats().rooms, 2);
+    assert_eq!(store.stats().await.rooms, 2);
     tokio::time::advance(Duration::from_secs(11)).await;
     store.sweep().await;
-    assert_eq!(store.stats().rooms, 0);
+    assert_eq!(store.stats().await.rooms, 0);
 }
 
 #[tokio::test]
@@ -603,7 +603,7 @@ async fn the_parked_poll_cap_holds_and_frees() {
         tokio::spawn(async move { store.poll(req).await })
     };
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(store.stats().parked_polls, 1);
+    assert_eq!(store.stats().await.parked_polls, 1);
     assert_eq!(
         store.poll(park("r2", tokens[1].clone())).await.unwrap_err(),
         StoreError::TooManyParkedPolls { max: 1 }
@@ -615,7 +615,7 @@ async fn the_parked_poll_cap_holds_and_frees() {
     // The slot frees when the parked poll ends, however it ends.
     holder.abort();
     let _ = holder.await;
-    assert_eq!(store.stats().parked_polls, 0);
+    assert_eq!(store.stats().await.parked_polls, 0);
     let again = store.poll(park("r2", tokens[1].clone())).await.unwrap();
     assert!(again.messages.is_empty());
 }
@@ -779,7 +779,7 @@ async fn a_refused_first_send_leaves_no_room_behind() {
         .send(send_req("alice", &offered, Some("ghost"), json!({})))
         .await;
     assert!(matches!(refused, Err(StoreError::NoSuchPeer { .. })));
-    assert_eq!(store.stats().rooms, 0, "not counted against --max-rooms");
+    assert_eq!(store.stats().await.rooms, 0, "not counted against --max-rooms");
     let other = Credentials {
         room: name("elsewhere"),
         ..who("carol", None)
@@ -812,5 +812,5 @@ async fn a_silent_peer_drowned_in_room_events_is_evicted() {
         back.issued_token.is_some(),
         "silent was evicted and its name freed"
     );
-    assert_eq!(store.stats().mailboxes, 1);
+    assert_eq!(store.stats().await.mailboxes, 1);
 }
