@@ -152,14 +152,7 @@ impl Server {
                 "the web folder does not exist, so / answers 404: run from the project root or pass --web-dir"
             );
         }
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        info!(
-            listen = %local_addr,
-            tls = tls.is_some(),
-            cert = %if tls.is_some() { config.tls_cert.display().to_string() } else { "-".into() },
-            web_dir = %config.web_dir.display(),
-            "signal relay listening on {scheme}://{local_addr}/",
-        );
+        let tls_on = tls.is_some();
         let serving = match &config.store {
             StoreChoice::Memory => {
                 let store = MemoryStore::with_metrics(config.limits(), metrics.clone());
@@ -187,6 +180,15 @@ impl Server {
                 ))
             }
         };
+        // Logged once the store is ready: from here on requests are served.
+        let scheme = if tls_on { "https" } else { "http" };
+        info!(
+            listen = %local_addr,
+            tls = tls_on,
+            cert = %if tls_on { config.tls_cert.display().to_string() } else { "-".into() },
+            web_dir = %config.web_dir.display(),
+            "signal relay listening on {scheme}://{local_addr}/",
+        );
         Ok(Server {
             local_addr,
             serving,
@@ -286,8 +288,7 @@ impl<S: Store> Core<S> {
         let parked_polls = store.stats().await.parked_polls;
         info!(
             connections = graceful.count(),
-            parked_polls,
-            "shutting down: no new connections, ending parked polls"
+            parked_polls, "shutting down: no new connections, ending parked polls"
         );
         store.close();
         sweeper.abort();

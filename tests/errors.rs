@@ -240,7 +240,9 @@ async fn other_content_types_are_415(store: Backend) {
 }
 
 async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
-    let server = store.start(&["--mailbox-messages", "3", "--backlog-messages", "3"]).await;
+    let server = store
+        .start(&["--mailbox-messages", "3", "--backlog-messages", "3"])
+        .await;
     let mut a = server.peer("r", "a");
     let mut b = server.peer("r", "b");
     let mut c = server.peer("r", "c");
@@ -268,7 +270,9 @@ async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
 }
 
 async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
-    let server = store.start(&["--max-parked-polls", "1", "--max-rooms", "2"]).await;
+    let server = store
+        .start(&["--max-parked-polls", "1", "--max-rooms", "2"])
+        .await;
     let mut a = server.peer("r1", "a");
     let mut b = server.peer("r2", "b");
     a.join().await;

@@ -49,7 +49,9 @@ async fn a_poll_with_nothing_times_out_with_an_empty_batch(store: Backend) {
 }
 
 async fn the_server_clamps_a_long_timeout(store: Backend) {
-    let server = store.start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"]).await;
+    let server = store
+        .start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"])
+        .await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let started = Instant::now();
@@ -519,13 +521,14 @@ async fn config_serves_the_ice_servers(store: Backend) {
         json!({"iceServers": []})
     );
 
-    let server = store.start(&[
-        "--ice-server",
-        "stun:stun.example.org:3478",
-        "--ice-server",
-        r#"{"urls":"turn:turn.example.org:3478","username":"u","credential":"p"}"#,
-    ])
-    .await;
+    let server = store
+        .start(&[
+            "--ice-server",
+            "stun:stun.example.org:3478",
+            "--ice-server",
+            r#"{"urls":"turn:turn.example.org:3478","username":"u","credential":"p"}"#,
+        ])
+        .await;
     let reply: Value = client()
         .get(server.url("/config"))
         .send()

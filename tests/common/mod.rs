@@ -393,7 +393,8 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let dir = std::env::temp_dir().join(format!("signal-relay-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("signal-relay-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut redis = RedisServer {
             port,
@@ -427,7 +428,10 @@ impl RedisServer {
         self.child = Some(command.spawn().expect("redis-server starts"));
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(10), "redis-server did not listen on {port}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

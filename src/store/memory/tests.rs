@@ -779,7 +779,11 @@ async fn a_refused_first_send_leaves_no_room_behind() {
         .send(send_req("alice", &offered, Some("ghost"), json!({})))
         .await;
     assert!(matches!(refused, Err(StoreError::NoSuchPeer { .. })));
-    assert_eq!(store.stats().await.rooms, 0, "not counted against --max-rooms");
+    assert_eq!(
+        store.stats().await.rooms,
+        0,
+        "not counted against --max-rooms"
+    );
     let other = Credentials {
         room: name("elsewhere"),
         ..who("carol", None)

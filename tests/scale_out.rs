@@ -1,0 +1,338 @@
+//! Several instances sharing one Redis (`--store redis://…`): any instance
+//! serves any request, a POST on one wakes a poll parked on another, room
+//! events happen once, and neither a dead instance nor a restarted Redis
+//! loses an acknowledged message. Each test has its own redis-server.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use common::{Peer, RedisServer, TestServer, data, spawn_server};
+
+async fn instances(redis: &RedisServer, n: usize, flags: &[&str]) -> Vec<TestServer> {
+    let url = redis.url();
+    let mut all = Vec::new();
+    for _ in 0..n {
+        let mut flags = flags.to_vec();
+        flags.extend(["--store", &url]);
+        all.push(TestServer::start(&flags).await);
+    }
+    all
+}
+
+/// Points the peer's next requests at another instance.
+fn via(peer: &mut Peer, server: &TestServer) {
+    peer.base = server.base.clone();
+}
+
+/// Parks a poll (on whatever instance the peer points at) in the background.
+fn park(mut peer: Peer, timeout: f64) -> tokio::task::JoinHandle<(Peer, Vec<Value>, Instant)> {
+    tokio::spawn(async move {
+        let messages = peer.poll(timeout).await;
+        (peer, messages, Instant::now())
+    })
+}
+
+/// Long enough for a poll to be parked in Redis before the test goes on.
+async fn let_it_park() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn each_request_of_an_exchange_can_land_on_another_instance() {
+    let redis = RedisServer::start();
+    let servers = instances(&redis, 2, &[]).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let mut alice = a.peer("call", "alice");
+    let mut bob = b.peer("call", "bob");
+    alice.join().await;
+    assert_eq!(bob.join().await, ["alice"]);
+    via(&mut alice, b);
+    assert_eq!(
+        data(&alice.poll(0.0).await),
+        [json!({"type": "join", "peer": "bob"})]
+    );
+
+    // bob's poll parks on A; alice's offer is posted to B.
+    via(&mut bob, a);
+    let parked = park(bob, 5.0);
+    let_it_park().await;
+    let posted = Instant::now();
+    alice
+        .send_ok(Some("bob"), &json!({"type": "offer", "sdp": "v=0"}))
+        .await;
+    let (mut bob, messages, woken) = parked.await.unwrap();
+    let offer_wake = woken - posted;
+    assert_eq!(data(&messages), [json!({"type": "offer", "sdp": "v=0"})]);
+
+    // And the other way round: alice parks on A, bob answers through B.
+    via(&mut alice, a);
+    let parked = park(alice, 5.0);
+    let_it_park().await;
+    via(&mut bob, b);
+    let posted = Instant::now();
+    bob.send_ok(Some("alice"), &json!({"type": "answer", "sdp": "v=0"}))
+        .await;
+    let (mut alice, messages, woken) = parked.await.unwrap();
+    let answer_wake = woken - posted;
+    assert_eq!(data(&messages), [json!({"type": "answer", "sdp": "v=0"})]);
+    println!(
+        "cross-instance wake-up, POST on one instance to the parked poll's reply on another: {offer_wake:?} and {answer_wake:?}"
+    );
+    // A missed wake-up would show as the 5 s poll timeout.
+    assert!(offer_wake < Duration::from_secs(1) && answer_wake < Duration::from_secs(1));
+
+    // A retry that lands on the other instance is still stored once.
+    for server in [a, b] {
+        via(&mut bob, server);
+        let reply = bob
+            .client
+            .post(bob.signal_url("&to=alice"))
+            .header("x-peer-token", bob.token.clone().unwrap())
+            .header("idempotency-key", "cand-1")
+            .json(&json!({"type": "candidate", "n": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    }
+    via(&mut alice, b);
+    assert_eq!(
+        data(&alice.poll(0.0).await),
+        [json!({"type": "candidate", "n": 1})]
+    );
+
+    // A new poll on B ends the one parked on A with an empty batch.
+    via(&mut alice, a);
+    let stale = alice.signal_url(&format!(
+        "&since={}&epoch={}&timeout=5",
+        alice.since,
+        alice.epoch.as_deref().unwrap()
+    ));
+    let token = alice.token.clone().unwrap();
+    let client = alice.client.clone();
+    let first = tokio::spawn(async move {
+        let reply = client
+            .get(stale)
+            .header("x-peer-token", token)
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status();
+        (status, reply.json::<Value>().await.unwrap(), Instant::now())
+    });
+    let_it_park().await;
+    via(&mut alice, b);
+    let second_started = Instant::now();
+    let _second = alice.try_poll(0.5).await.unwrap();
+    let (status, body, ended) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["messages"], json!([]));
+    assert!(
+        ended - second_started < Duration::from_secs(1),
+        "the superseded poll on the other instance ended after {:?}",
+        ended - second_started
+    );
+}
+
+#[tokio::test]
+async fn leave_and_expiry_happen_once_across_three_instances() {
+    let redis = RedisServer::start();
+    let servers = instances(&redis, 3, &["--peer-ttl", "0.4"]).await;
+    let mut alice = servers[0].peer("room", "alice");
+    let mut carol = servers[1].peer("room", "carol");
+    let mut dave = servers[2].peer("room", "dave");
+    alice.join().await;
+    carol.join().await;
+    dave.join().await;
+
+    via(&mut dave, &servers[0]);
+    let left = dave
+        .client
+        .delete(dave.signal_url(""))
+        .header("x-peer-token", dave.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
+
+    // carol goes silent; alice keeps polling, through every instance in
+    // turn, while all three sweep.
+    let mut events = Vec::new();
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut turn = 0;
+    while Instant::now() < until {
+        via(&mut alice, &servers[turn % 3]);
+        turn += 1;
+        events.extend(data(&alice.poll(0.1).await));
+    }
+    let count = |event: Value| events.iter().filter(|e| **e == event).count();
+    assert_eq!(
+        count(json!({"type": "join", "peer": "carol"})),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        count(json!({"type": "join", "peer": "dave"})),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        count(json!({"type": "leave", "peer": "dave"})),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(
+        count(json!({"type": "leave", "peer": "carol"})),
+        1,
+        "{events:?}"
+    );
+    assert_eq!(events.len(), 4, "{events:?}");
+}
+
+#[tokio::test]
+async fn an_instance_killed_mid_exchange_loses_nothing() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = spawn_server(&["--store", &url], "info").await;
+    let b = spawn_server(&["--store", &url], "info").await;
+    let mut alice = Peer::new(&b.base, "call", "alice");
+    let mut bob = Peer::new(&a.base, "call", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await;
+    let epoch = bob.epoch.clone();
+
+    // bob's poll is parked on A when A dies.
+    let parked = tokio::spawn(async move {
+        let result = bob.try_poll(10.0).await.map(|(status, _)| status);
+        (bob, result)
+    });
+    let_it_park().await;
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    let (mut bob, result) = parked.await.unwrap();
+    assert!(
+        result.is_err(),
+        "the poll on the dead instance fails: {result:?}"
+    );
+
+    // alice's messages go through B; bob's next poll lands on B and
+    // continues from his cursor.
+    for n in 1..=3 {
+        alice.send_ok(Some("bob"), &json!({"n": n})).await;
+    }
+    bob.base = b.base.clone();
+    let (status, body) = bob.poll_raw(1.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.get("reset"), None, "{body}");
+    assert_eq!(bob.epoch, epoch);
+    assert_eq!(
+        data(body["messages"].as_array().unwrap()),
+        [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_redis_loses_nothing_acknowledged_and_the_instances_recover() {
+    let mut redis = RedisServer::start_persistent();
+    let servers = instances(&redis, 2, &[]).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let mut alice = b.peer("call", "alice");
+    let mut bob = a.peer("call", "bob");
+    alice.join().await;
+    bob.join().await;
+    alice.poll(0.0).await;
+    alice.send_ok(Some("bob"), &json!({"n": 1})).await;
+    let epoch = bob.epoch.clone();
+    let since = bob.since;
+
+    // A poll parked while Redis dies ends cleanly: a JSON 503 to retry.
+    let mut watcher = a.peer("call", "alice");
+    watcher.token = alice.token.clone();
+    watcher.since = alice.since;
+    watcher.epoch = alice.epoch.clone();
+    let parked = park_raw(watcher, 10.0);
+    let_it_park().await;
+    redis.kill();
+    let (status, body, retry_after) = parked.await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Redis"), "{body}");
+    assert_eq!(retry_after.as_deref(), Some("2"));
+
+    // While it is down, a send is refused with the same clear error.
+    let reply = send_with_key(&alice, "bob", &json!({"n": 2}), "n-2").await;
+    assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.headers()["retry-after"], "2");
+    assert!(reply.text().await.unwrap().contains("unreachable"));
+
+    // Redis comes back; the instances recover by themselves, and the
+    // client's retry (same Idempotency-Key) goes through.
+    redis.restart();
+    let back = Instant::now();
+    loop {
+        let reply = send_with_key(&alice, "bob", &json!({"n": 2}), "n-2").await;
+        if reply.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "no recovery in 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "Redis restart: first accepted send {:?} after Redis was back",
+        back.elapsed()
+    );
+
+    // bob, through the other instance, gets both, in order, no reset.
+    via(&mut bob, b);
+    let (status, body) = bob.poll_raw(1.0).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body.get("reset"), None, "{body}");
+    assert_eq!(bob.epoch, epoch);
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["seq"], since + 1);
+    assert_eq!(data(messages), [json!({"n": 1}), json!({"n": 2})]);
+}
+
+fn park_raw(
+    mut peer: Peer,
+    timeout: f64,
+) -> tokio::task::JoinHandle<(StatusCode, Value, Option<String>)> {
+    tokio::spawn(async move {
+        let mut extra = format!("&since={}&timeout={timeout}", peer.since);
+        if let Some(epoch) = &peer.epoch {
+            extra.push_str(&format!("&epoch={epoch}"));
+        }
+        let reply = peer
+            .client
+            .get(peer.signal_url(&extra))
+            .header("x-peer-token", peer.token.take().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status();
+        let retry_after = reply
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, reply.json().await.unwrap(), retry_after)
+    })
+}
+
+async fn send_with_key(peer: &Peer, to: &str, body: &Value, key: &str) -> reqwest::Response {
+    peer.client
+        .post(peer.signal_url(&format!("&to={to}")))
+        .header("x-peer-token", peer.token.clone().unwrap())
+        .header("idempotency-key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
