@@ -40,7 +40,7 @@ const WAIT: Duration = Duration::from_secs(30);
 type Outcome = Result<String, String>;
 type Scenario = fn(Env) -> Pin<Box<dyn Future<Output = Outcome>>>;
 
-const SCENARIOS: [(&str, Scenario); 6] = [
+const SCENARIOS: [(&str, Scenario); 7] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false))
     }),
@@ -53,6 +53,10 @@ const SCENARIOS: [(&str, Scenario); 6] = [
     ("two_pages_through_a_proxy_that_blocks_websocket", |env| {
         Box::pin(two_pages(env, "trickle", true))
     }),
+    (
+        "two_pages_through_round_robin_over_two_instances_sharing_redis",
+        |env| Box::pin(two_pages_on_two_instances(env)),
+    ),
     ("two_tabs_auto_over_https", |env| {
         Box::pin(two_tabs_auto_over_https(env))
     }),
@@ -415,7 +419,7 @@ fn members(summary: &Value) -> usize {
 async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
     let room = format!("{ice}-{}", free_port());
     let proxy = if through_proxy {
-        Some(Proxy::start(&env).await?)
+        Some(Proxy::start(&env, &[env.server]).await?)
     } else {
         None
     };
@@ -424,20 +428,7 @@ async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
         None => format!("http://{}", env.server),
     };
     let url = format!("{origin}/?room={room}&ice={ice}");
-    let caller = Page::open(&env, "caller", &url).await?;
-    let callee = Page::open(&env, "callee", &url).await?;
-    caller.click("prepare").await?;
-    caller.wait_for("joining", |s| !s["peer"].is_null()).await?;
-    callee.click("prepare").await?;
-    caller
-        .wait_for("seeing the callee", |s| members(s) == 1)
-        .await?;
-
-    caller.click("connect").await?;
-    let connected = call_up(&callee, &caller).await?;
-    let connect_ms = connected["remotes"][0]["connectMs"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
+    let (caller, callee, connect_ms) = prepare_and_connect(&env, &url).await?;
 
     let mut report = format!("{ice} ICE: Connect click to ICE connected in {connect_ms:.0} ms");
     if let Some(proxy) = proxy {
@@ -451,6 +442,73 @@ async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
     caller.close().await;
     callee.close().await;
     Ok(report)
+}
+
+/// Opens a caller and a callee at `url`, Prepare on both, Connect on the
+/// caller; returns them once both are ICE connected, with the connect time.
+async fn prepare_and_connect(env: &Env, url: &str) -> Result<(Page, Page, f64), String> {
+    let caller = Page::open(env, "caller", url).await?;
+    let callee = Page::open(env, "callee", url).await?;
+    caller.click("prepare").await?;
+    caller.wait_for("joining", |s| !s["peer"].is_null()).await?;
+    callee.click("prepare").await?;
+    caller
+        .wait_for("seeing the callee", |s| members(s) == 1)
+        .await?;
+    caller.click("connect").await?;
+    let connected = call_up(&callee, &caller).await?;
+    let connect_ms = connected["remotes"][0]["connectMs"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    Ok((caller, callee, connect_ms))
+}
+
+/// Two instances sharing one Redis behind an nginx upstream that
+/// round-robins every request, with no stickiness: the pages' polls and
+/// posts land on either instance, and the call still connects.
+async fn two_pages_on_two_instances(env: Env) -> Outcome {
+    let redis = common::RedisServer::start();
+    let url = redis.url();
+    let a = TestServer::start(&["--store", &url]).await;
+    let b = TestServer::start(&["--store", &url]).await;
+    let proxy = Proxy::start(&env, &[a.addr, b.addr]).await?;
+    let page = format!(
+        "http://127.0.0.1:{}/?room=scale-{}&ice=trickle",
+        proxy.port,
+        free_port()
+    );
+    let (caller, callee, connect_ms) = prepare_and_connect(&env, &page).await?;
+    caller.close().await;
+    callee.close().await;
+    proxy.stop();
+    // Both instances relayed part of the call.
+    let mut relayed = Vec::new();
+    for server in [&a, &b] {
+        let text = common::client()
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix("signal_messages_relayed_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        relayed.push(count);
+    }
+    if relayed.iter().any(|&n| n == 0.0) {
+        return Err(format!(
+            "one instance relayed nothing ({relayed:?}): the proxy did not spread the requests"
+        ));
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    Ok(format!(
+        "trickle ICE through a round-robin proxy over 2 instances + Redis: connected in {connect_ms:.0} ms; messages relayed by each instance {relayed:?}"
+    ))
 }
 
 /// Three pages with ?auto=1: a full mesh, then one page closes.
@@ -549,7 +607,8 @@ struct Proxy {
 }
 
 impl Proxy {
-    async fn start(env: &Env) -> Result<Proxy, String> {
+    /// Proxies to `upstreams`, round-robin (nginx's default) when several.
+    async fn start(env: &Env, upstreams: &[SocketAddr]) -> Result<Proxy, String> {
         let port = free_port();
         let probe = websocket_probe().await;
         let prefix = env.scratch.join(format!("nginx-{port}"));
@@ -569,17 +628,21 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+    upstream signal_instances {{ {servers} }}
     server {{
         listen 127.0.0.1:{port};
         proxy_buffering on;
         proxy_read_timeout 30s;
-        location / {{ proxy_pass http://{server}; }}
+        location / {{ proxy_pass http://signal_instances; }}
         location /ws-probe {{ proxy_pass http://{probe}; }}
     }}
 }}
 "#,
             prefix = prefix.display(),
-            server = env.server,
+            servers = upstreams
+                .iter()
+                .map(|a| format!("server {a};"))
+                .collect::<String>(),
         );
         let conf = prefix.join("nginx.conf");
         std::fs::write(&conf, config).map_err(|e| e.to_string())?;
