@@ -499,7 +499,7 @@ async fn two_pages_on_two_instances(env: Env) -> Outcome {
             .unwrap_or(0.0);
         relayed.push(count);
     }
-    if relayed.iter().any(|&n| n == 0.0) {
+    if relayed.contains(&0.0) {
         return Err(format!(
             "one instance relayed nothing ({relayed:?}): the proxy did not spread the requests"
         ));

@@ -25,6 +25,10 @@ struct Cli {
     /// The server's base URL.
     #[arg(long, global = true, default_value = "http://127.0.0.1:3000")]
     url: String,
+    /// Where `stream` receivers poll, when not at --url: another instance
+    /// sharing the same Redis, so every message crosses instances.
+    #[arg(long, global = true)]
+    receive_url: Option<String>,
     /// The server's process id, to report its CPU time and memory from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
@@ -103,8 +107,15 @@ struct ParkedArgs {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     raise_nofile_limit();
-    let client = match Client::new(&cli.url) {
-        Ok(client) => client,
+    let clients = Client::new(&cli.url).and_then(|client| {
+        let receiving = match &cli.receive_url {
+            Some(url) => Client::new(url)?,
+            None => client.clone(),
+        };
+        Ok((client, receiving))
+    });
+    let (client, receiving) = match clients {
+        Ok(clients) => clients,
         Err(error) => {
             eprintln!("loadgen: {error}");
             return std::process::ExitCode::FAILURE;
@@ -113,7 +124,7 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.workload {
         Workload::Floor { count } => floor(&client, count).await,
         Workload::Pingpong(args) => pingpong(&client, args).await,
-        Workload::Stream(args) => stream(&client, args, cli.server_pid).await,
+        Workload::Stream(args) => stream(&client, &receiving, args, cli.server_pid).await,
         Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
         Workload::Soak(args) => soak(&client, args, cli.server_pid).await,
     };
@@ -358,7 +369,7 @@ async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outco
             Ok::<_, String>(cycles)
         })
     };
-    let mut report = stream(client, args.stream, server_pid).await?;
+    let mut report = stream(client, client, args.stream, server_pid).await?;
     let cycles = churner.await.map_err(err)??;
     let samples = sampler.await.map_err(err)?;
     // Warm-up is the first fifth of the run; "flat" means the end is
@@ -398,15 +409,22 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-async fn stream(client: &Client, args: StreamArgs, server_pid: Option<u32>) -> Outcome {
+/// `senders` and `receivers` are the same server, or two instances
+/// sharing a store.
+async fn stream(
+    senders: &Client,
+    receivers: &Client,
+    args: StreamArgs,
+    server_pid: Option<u32>,
+) -> Outcome {
     let room_base = unique_room("stream");
     let deadline_send = Duration::from_secs_f64(args.seconds);
     let sent = Arc::new(AtomicU64::new(0));
     let mut pairs = Vec::new();
     for p in 0..args.pairs {
         let room = format!("{room_base}-{p}");
-        let mut tx = Peer::new(client, &room, "tx");
-        let mut rx = Peer::new(client, &room, "rx");
+        let mut tx = Peer::new(senders, &room, "tx");
+        let mut rx = Peer::new(receivers, &room, "rx");
         tx.join().await.map_err(err)?;
         rx.join().await.map_err(err)?;
         pairs.push((tx, rx));
