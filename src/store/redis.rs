@@ -611,10 +611,15 @@ impl Drop for Lease {
         if self.settled {
             return;
         }
+        // No runtime means the process is ending: the lease then simply
+        // runs out at its deadline.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let engine = self.engine.clone();
         let room = self.room.clone();
         let args = std::mem::take(&mut self.args);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let [peer, epoch, generation] = &args;
             let _ = engine
                 .call("release", &room, &[peer, epoch, generation])
