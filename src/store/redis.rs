@@ -256,12 +256,37 @@ impl Drop for RedisStore {
     }
 }
 
-/// The token arguments of a request that may create the peer: the digest
-/// of the presented token ('' when none), and the token to adopt if it does.
-fn token_args(presented: &Option<Token>) -> (String, Token) {
-    match presented {
-        Some(token) => (token.digest(), token.clone()),
-        None => (String::new(), Token::generate()),
+/// The token arguments of a request that may create the peer.
+struct TokenArgs {
+    /// Digest of the presented token; empty when none was presented.
+    presented: String,
+    /// The token the peer gets if this request creates it: the presented
+    /// one, or a fresh one.
+    to_adopt: Token,
+    /// Its digest (the presented digest again when a token was presented).
+    to_adopt_digest: String,
+}
+
+impl TokenArgs {
+    fn new(presented: &Option<Token>) -> TokenArgs {
+        match presented {
+            Some(token) => {
+                let digest = token.digest();
+                TokenArgs {
+                    presented: digest.clone(),
+                    to_adopt: token.clone(),
+                    to_adopt_digest: digest,
+                }
+            }
+            None => {
+                let token = Token::generate();
+                TokenArgs {
+                    presented: String::new(),
+                    to_adopt_digest: token.digest(),
+                    to_adopt: token,
+                }
+            }
+        }
     }
 }
 
@@ -276,7 +301,7 @@ impl Store for RedisStore {
             data,
             idempotency_key,
         } = request;
-        let (digest, join_token) = token_args(&sender.token);
+        let tokens = TokenArgs::new(&sender.token);
         let reply = self
             .engine
             .call(
@@ -284,8 +309,8 @@ impl Store for RedisStore {
                 &sender.room,
                 &[
                     &sender.peer,
-                    &digest,
-                    &join_token.digest(),
+                    &tokens.presented,
+                    &tokens.to_adopt_digest,
                     &new_epoch(),
                     to.as_deref().unwrap_or(""),
                     data.get(),
@@ -308,7 +333,7 @@ impl Store for RedisStore {
         }
         Ok(Sent {
             receipt: Receipt { delivered, queued },
-            issued_token: issued.then_some(join_token),
+            issued_token: issued.then_some(tokens.to_adopt),
         })
     }
 
@@ -342,7 +367,7 @@ impl Store for RedisStore {
         let mut woken = pin!(notify.notified());
         woken.as_mut().enable();
 
-        let (digest, join_token) = token_args(&reader.token);
+        let tokens = TokenArgs::new(&reader.token);
         let since_arg = since.to_string();
         let client_epoch = epoch.as_deref().unwrap_or("");
         let park_ms = if slot.is_some() {
@@ -357,8 +382,8 @@ impl Store for RedisStore {
                 &reader.room,
                 &[
                     &reader.peer,
-                    &digest,
-                    &join_token.digest(),
+                    &tokens.presented,
+                    &tokens.to_adopt_digest,
                     &new_epoch(),
                     &since_arg,
                     client_epoch,
@@ -368,7 +393,8 @@ impl Store for RedisStore {
             )
             .await?;
         check(&reply, &reader, &self.limits)?;
-        let issued_token = (reply.get(6).map(String::as_str) == Some("1")).then_some(join_token);
+        let issued_token =
+            (reply.get(6).map(String::as_str) == Some("1")).then_some(tokens.to_adopt);
         let generation = reply.get(7).cloned().unwrap_or_default();
         let first = Batch {
             issued_token,
