@@ -83,6 +83,15 @@ enum Serving {
     Redis(Core<RedisStore>),
 }
 
+/// What a [`Core`] is built from besides its store.
+struct CoreParts {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    settings: ApiSettings,
+    metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+}
+
 struct Core<S: Store> {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -153,31 +162,22 @@ impl Server {
             );
         }
         let tls_on = tls.is_some();
+        let parts = CoreParts {
+            listener,
+            tls,
+            settings,
+            metrics: metrics.clone(),
+            admission,
+        };
         let serving = match &config.store {
             StoreChoice::Memory => {
-                let store = MemoryStore::with_metrics(config.limits(), metrics.clone());
-                Serving::Memory(Core::new(
-                    Arc::new(store),
-                    listener,
-                    tls,
-                    settings,
-                    metrics,
-                    admission,
-                    config,
-                ))
+                let store = MemoryStore::with_metrics(config.limits(), metrics);
+                Serving::Memory(Core::new(Arc::new(store), parts, config))
             }
             StoreChoice::Redis(url) => {
-                let store = RedisStore::connect(url, config.limits(), metrics.clone()).await?;
+                let store = RedisStore::connect(url, config.limits(), metrics).await?;
                 info!("rooms and mailboxes are in Redis, shared with every instance using it");
-                Serving::Redis(Core::new(
-                    Arc::new(store),
-                    listener,
-                    tls,
-                    settings,
-                    metrics,
-                    admission,
-                    config,
-                ))
+                Serving::Redis(Core::new(Arc::new(store), parts, config))
             }
         };
         // Logged once the store is ready: from here on requests are served.
@@ -209,15 +209,14 @@ impl Server {
 }
 
 impl<S: Store> Core<S> {
-    fn new(
-        store: Arc<S>,
-        listener: TcpListener,
-        tls: Option<TlsAcceptor>,
-        settings: ApiSettings,
-        metrics: Arc<Metrics>,
-        admission: Arc<Admission>,
-        config: &Config,
-    ) -> Core<S> {
+    fn new(store: Arc<S>, parts: CoreParts, config: &Config) -> Core<S> {
+        let CoreParts {
+            listener,
+            tls,
+            settings,
+            metrics,
+            admission,
+        } = parts;
         let api = Arc::new(Api::new(
             store.clone(),
             settings,
