@@ -88,15 +88,13 @@ async fn each_request_of_an_exchange_can_land_on_another_instance() {
     // A retry that lands on the other instance is still stored once.
     for server in [a, b] {
         via(&mut bob, server);
-        let reply = bob
-            .client
-            .post(bob.signal_url("&to=alice"))
-            .header("x-peer-token", bob.token.clone().unwrap())
-            .header("idempotency-key", "cand-1")
-            .json(&json!({"type": "candidate", "n": 1}))
-            .send()
-            .await
-            .unwrap();
+        let reply = send_with_key(
+            &bob,
+            "alice",
+            &json!({"type": "candidate", "n": 1}),
+            "cand-1",
+        )
+        .await;
         assert_eq!(reply.status(), StatusCode::ACCEPTED);
     }
     via(&mut alice, b);
@@ -107,11 +105,7 @@ async fn each_request_of_an_exchange_can_land_on_another_instance() {
 
     // A new poll on B ends the one parked on A with an empty batch.
     via(&mut alice, a);
-    let stale = alice.signal_url(&format!(
-        "&since={}&epoch={}&timeout=5",
-        alice.since,
-        alice.epoch.as_deref().unwrap()
-    ));
+    let stale = alice.poll_url(5.0);
     let token = alice.token.clone().unwrap();
     let client = alice.client.clone();
     let first = tokio::spawn(async move {
@@ -306,13 +300,9 @@ fn park_raw(
     timeout: f64,
 ) -> tokio::task::JoinHandle<(StatusCode, Value, Option<String>)> {
     tokio::spawn(async move {
-        let mut extra = format!("&since={}&timeout={timeout}", peer.since);
-        if let Some(epoch) = &peer.epoch {
-            extra.push_str(&format!("&epoch={epoch}"));
-        }
         let reply = peer
             .client
-            .get(peer.signal_url(&extra))
+            .get(peer.poll_url(timeout))
             .header("x-peer-token", peer.token.take().unwrap())
             .send()
             .await

@@ -192,6 +192,15 @@ impl Peer {
         )
     }
 
+    /// The URL of a poll from the current cursor and epoch.
+    pub fn poll_url(&self, timeout: f64) -> String {
+        let mut extra = format!("&since={}&timeout={timeout}", self.since);
+        if let Some(epoch) = &self.epoch {
+            extra.push_str(&format!("&epoch={epoch}"));
+        }
+        self.signal_url(&extra)
+    }
+
     fn with_token(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(token) => request.header("X-Peer-Token", token),
@@ -209,12 +218,8 @@ impl Peer {
     /// 200 the cursor and epoch advance. A transport error (a cut
     /// connection, a server gone) is returned, for fault tests.
     pub async fn try_poll(&mut self, timeout: f64) -> Result<(StatusCode, Value), reqwest::Error> {
-        let mut extra = format!("&since={}&timeout={timeout}", self.since);
-        if let Some(epoch) = &self.epoch {
-            extra.push_str(&format!("&epoch={epoch}"));
-        }
         let response = self
-            .with_token(self.client.get(self.signal_url(&extra)))
+            .with_token(self.client.get(self.poll_url(timeout)))
             .send()
             .await?;
         self.keep_token(&response);
