@@ -6,6 +6,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -394,28 +395,37 @@ impl RedisServer {
 
     fn launch(persistent: bool) -> RedisServer {
         install_redis();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("signal-relay-redis-{}-{port}", std::process::id()));
+        static LAUNCHED: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "signal-relay-redis-{}-{}",
+            std::process::id(),
+            LAUNCHED.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::create_dir_all(&dir).expect("redis dir");
         let mut redis = RedisServer {
-            port,
+            port: 0,
             dir,
             persistent,
             child: None,
         };
-        redis.run();
-        redis
+        // A port found free can be taken by a concurrent test before Redis
+        // binds it; then Redis exits and another port is tried.
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.run() {
+                return redis;
+            }
+        }
+        panic!("redis-server could not get a free port in 5 tries");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    fn run(&mut self) {
+    /// Starts Redis on `self.port`; false if the port turned out to be
+    /// someone else's.
+    fn run(&mut self) -> bool {
         let port = self.port.to_string();
         let mut command = Command::new(REDIS_SERVER);
         command
@@ -430,15 +440,29 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
-        self.child = Some(command.spawn().expect("redis-server starts"));
+        let mut child = command.spawn().expect("redis-server starts");
+        let pid = child.id();
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        // Whatever answers on the port must be this Redis, by process id:
+        // a listener that is not means ours could not bind.
+        let ours = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break false;
+            }
+            if let Some(answered) = redis_pid(self.port) {
+                break answered == pid;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not listen on {port}"
             );
             std::thread::sleep(Duration::from_millis(10));
+        };
+        self.child = Some(child);
+        if !ours {
+            self.kill();
         }
+        ours
     }
 
     /// Kills Redis at once (SIGKILL): what a crash looks like.
@@ -452,7 +476,11 @@ impl RedisServer {
     /// Starts it again on the same port and data folder.
     pub fn restart(&mut self) {
         self.kill();
-        self.run();
+        assert!(
+            self.run(),
+            "port {} was taken while Redis was down",
+            self.port
+        );
     }
 
     /// Whether the port answers.
@@ -465,6 +493,36 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// The process id of the Redis answering on `port`, if a Redis answers.
+fn redis_pid(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((_, rest)) = text.split_once("process_id:")
+            && let Some((pid, _)) = rest.split_once("\r\n")
+        {
+            return pid.trim().parse().ok();
+        }
     }
 }
 
