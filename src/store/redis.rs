@@ -172,10 +172,17 @@ impl RedisStore {
         let waiters = Arc::new(Waiters::default());
         let mut subscribed = waiters.subscribed.subscribe();
         let subscriber = tokio::spawn(keep_subscribed(client, waiters.clone()));
-        if tokio::time::timeout(STARTUP_WAIT, subscribed.wait_for(|up| *up))
-            .await
-            .is_err()
-        {
+        // Both connections (the subscription and the one for commands) are
+        // opened before the first request, so it does not pay for them.
+        let mut commands = engine.connection.clone();
+        let ready = tokio::time::timeout(STARTUP_WAIT, async {
+            let _ = subscribed.wait_for(|up| *up).await;
+            redis::cmd("PING")
+                .query_async::<String>(&mut commands)
+                .await
+        })
+        .await;
+        if !matches!(ready, Ok(Ok(_))) {
             warn!("Redis is not reachable yet: requests get 503 until it is");
         }
         Ok(RedisStore {
