@@ -659,6 +659,70 @@ async fn an_idempotent_retry_is_stored_once() {
     );
 }
 
+/// Idempotency records are part of the memory ceiling: at most
+/// `MAX_RECEIPTS_PER_ROOM` per room (the oldest forgotten first), and none
+/// older than `IDEMPOTENCY_WINDOW` once the sweep has run.
+#[tokio::test(start_paused = true)]
+async fn idempotency_records_are_bounded_in_count_and_age() {
+    let store = MemoryStore::new(Limits {
+        mailbox_messages: 4 * MAX_RECEIPTS_PER_ROOM,
+        peer_ttl: 10 * IDEMPOTENCY_WINDOW,
+        ..Limits::default()
+    });
+    let (alice, a0) = join(&store, "alice").await;
+    let (bob, b0) = join(&store, "bob").await;
+    let keyed = |n: usize| SendRequest {
+        idempotency_key: Some(format!("k-{n}").into()),
+        ..send_req("alice", &alice, Some("bob"), json!({ "n": n }))
+    };
+    let newest = MAX_RECEIPTS_PER_ROOM;
+    for n in 0..=newest {
+        store.send(keyed(n)).await.unwrap();
+    }
+    // One record too many: k-0 was forgotten, k-newest is remembered.
+    store.send(keyed(0)).await.unwrap();
+    store.send(keyed(newest)).await.unwrap();
+    let copies = |batch: &Batch, n: usize| {
+        batch
+            .messages
+            .iter()
+            .filter(|m| data(m) == json!({ "n": n }))
+            .count()
+    };
+    let seen = store
+        .poll(poll_req("bob", Some(&bob), b0.next, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    assert_eq!(copies(&seen, 0), 2, "the oldest record was dropped");
+    assert_eq!(copies(&seen, newest), 1, "a recent record still holds");
+
+    // Both mailboxes acknowledged: what is left are the records.
+    let acked = store
+        .poll(poll_req("bob", Some(&bob), seen.next, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    assert!(acked.messages.is_empty());
+    store
+        .poll(poll_req(
+            "alice",
+            Some(&alice),
+            a0.next + 1,
+            Some(&a0.epoch),
+        ))
+        .await
+        .unwrap();
+    assert!(store.stored_bytes() > 0);
+    tokio::time::advance(IDEMPOTENCY_WINDOW).await;
+    store.sweep().await;
+    assert_eq!(store.stored_bytes(), 0, "the sweep forgot every record");
+    store.send(keyed(newest)).await.unwrap();
+    let again = store
+        .poll(poll_req("bob", Some(&bob), acked.next, Some(&b0.epoch)))
+        .await
+        .unwrap();
+    assert_eq!(copies(&again, newest), 1, "a key past the window is new");
+}
+
 #[tokio::test]
 async fn leave_tells_the_others_and_frees_the_name() {
     let store = MemoryStore::new(Limits::default());
