@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, client, data};
+use common::{Backend, client, data, metric};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -544,15 +544,6 @@ async fn config_serves_the_ice_servers(store: Backend) {
             {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
         ]})
     );
-}
-
-/// The value of a metric line `name{labels} value` in the exposition.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 async fn metrics_count_relays_latency_rejections_and_parked_polls(store: Backend) {

@@ -149,6 +149,63 @@ async fn cleartext_http2_with_prior_knowledge() {
     assert_eq!(reply.version(), Version::HTTP_2);
 }
 
+/// One HTTP/2 connection holds at most 64 requests at once (docs/security.md):
+/// the client queues the rest until a stream frees, so nothing is refused.
+#[tokio::test]
+async fn one_http2_connection_parks_at_most_64_polls() {
+    const POLLS: usize = 80;
+    let server = TestServer::start(&[]).await;
+    let h2c = Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // A room each, so no peer's arrival wakes another's poll.
+    let mut polls = Vec::new();
+    for n in 0..POLLS {
+        let joined = h2c
+            .get(server.url(&format!("/signal?room=h2-{n}&peer=p&timeout=0")))
+            .send()
+            .await
+            .unwrap();
+        let token = joined.headers()["x-peer-token"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let batch: Value = joined.json().await.unwrap();
+        let url = server.url(&format!(
+            "/signal?room=h2-{n}&peer=p&since={}&epoch={}&timeout=4",
+            batch["next"],
+            batch["epoch"].as_str().unwrap()
+        ));
+        polls.push(h2c.get(url).header("x-peer-token", token));
+    }
+    let parked: Vec<_> = polls
+        .into_iter()
+        .map(|poll| tokio::spawn(async move { poll.send().await.map(|r| r.status()) }))
+        .collect();
+    let parked_now = || async {
+        let text = client()
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        common::metric(&text, "signal_parked_polls")
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while parked_now().await < 64.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(parked_now().await, 64.0, "streams past 64 wait");
+    for poll in parked {
+        assert_eq!(poll.await.unwrap().unwrap(), StatusCode::OK);
+    }
+}
+
 /// Reads until the server closes the connection; panics if it does not
 /// within `limit`. Returns what it sent.
 async fn until_closed(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration) -> String {

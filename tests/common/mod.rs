@@ -160,6 +160,15 @@ pub fn client() -> Client {
         .expect("client builds")
 }
 
+/// The value of a metric line `name value` in a /metrics exposition.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
 /// A client of the protocol that keeps its cursor, epoch and token the way
 /// a real one does.
 pub struct Peer {
