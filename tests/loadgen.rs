@@ -74,6 +74,9 @@ async fn every_workload_runs_and_loses_nothing() {
         assert_nothing_lost(&stream);
         assert!(stream["delivered"].as_u64().unwrap() > 0, "{stream}");
         assert_eq!(stream["delivered"], stream["sent"], "{stream}");
+        if window == "1" {
+            assert_eq!(stream["reordered"], 0, "per-sender order: {stream}");
+        }
     }
 
     let soak = tokio::task::block_in_place(|| {
