@@ -180,4 +180,26 @@ mod tests {
         drop(first);
         assert!(admission.open_poll(client).is_ok());
     }
+
+    /// The per-address state is bounded by the active clients: a sweep
+    /// forgets addresses whose bucket has refilled, and an address's poll
+    /// count goes when its last poll does.
+    #[test]
+    fn state_of_idle_clients_is_forgotten() {
+        // 1 000 a second, bursts of 1: a bucket refills in 1 ms.
+        let admission = Admission::new(1000, 1, vec![], 2);
+        let limiter = admission.limiter.as_ref().unwrap();
+        let clients: Vec<IpAddr> = (0..500u32)
+            .map(|n| IpAddr::from((0xc000_0200 + n).to_be_bytes()))
+            .collect();
+        for &client in &clients {
+            assert_eq!(admission.check_rate(client), Ok(()));
+            drop(admission.open_poll(client).unwrap());
+        }
+        assert!(admission.polls.is_empty(), "released slots leave no entry");
+        assert_eq!(limiter.len(), 500);
+        std::thread::sleep(Duration::from_millis(50));
+        admission.forget_idle();
+        assert_eq!(limiter.len(), 0);
+    }
 }
