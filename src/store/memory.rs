@@ -28,7 +28,7 @@ use tracing::debug;
 
 use super::{
     Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, Payload,
-    PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch,
+    PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch, try_take,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
@@ -149,8 +149,7 @@ impl MemoryStore {
             Entry::Occupied(room) => Ok(room.into_ref()),
             Entry::Vacant(slot) => {
                 let max = self.limits.rooms;
-                if self.room_count.fetch_add(1, Ordering::Relaxed) >= max {
-                    self.room_count.fetch_sub(1, Ordering::Relaxed);
+                if !try_take(&self.room_count, max) {
                     return Err(StoreError::TooManyRooms { max });
                 }
                 Ok(slot.insert(Room::default()))
@@ -160,8 +159,7 @@ impl MemoryStore {
 
     fn reserve_parked_slot(&self) -> Result<(), StoreError> {
         let max = self.limits.parked_polls;
-        if self.parked_polls.fetch_add(1, Ordering::Relaxed) >= max {
-            self.parked_polls.fetch_sub(1, Ordering::Relaxed);
+        if !try_take(&self.parked_polls, max) {
             return Err(StoreError::TooManyParkedPolls { max });
         }
         Ok(())

@@ -24,6 +24,7 @@ mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -229,6 +230,17 @@ pub struct StoreStats {
     pub rooms: usize,
     pub mailboxes: usize,
     pub parked_polls: usize,
+}
+
+/// Takes one unit of `count` if that keeps it within `max`; false if not.
+/// Lock-free: concurrent callers may overshoot `max` for an instant, but
+/// each one that does gives its unit back, so no caller is admitted past it.
+pub(crate) fn try_take(count: &AtomicUsize, max: usize) -> bool {
+    if count.fetch_add(1, Ordering::Relaxed) >= max {
+        count.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    true
 }
 
 /// 8 characters of a URL-safe alphabet (48 random bits): enough that a

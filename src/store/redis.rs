@@ -46,7 +46,7 @@ use tracing::{debug, error, info, warn};
 use super::{
     Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM,
     MESSAGE_OVERHEAD, PollRequest, Receipt, SendRequest, Sent, Store, StoreError, StoreStats,
-    new_epoch, sweep_interval,
+    new_epoch, sweep_interval, try_take,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
@@ -200,11 +200,8 @@ impl RedisStore {
     }
 
     fn reserve_parked_slot(&self) -> Option<ParkedSlot<'_>> {
-        if self.parked_polls.fetch_add(1, Ordering::Relaxed) >= self.limits.parked_polls {
-            self.parked_polls.fetch_sub(1, Ordering::Relaxed);
-            return None;
-        }
-        Some(ParkedSlot(&self.parked_polls))
+        try_take(&self.parked_polls, self.limits.parked_polls)
+            .then(|| ParkedSlot(&self.parked_polls))
     }
 
     /// Sweeps every room, in batches pipelined over the one connection.
