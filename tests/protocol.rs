@@ -178,13 +178,7 @@ async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
 async fn delete_leaves_at_once(store: Backend) {
     let server = store.start(&[]).await;
     let (mut alice, bob) = server.pair("r").await;
-    let left = bob
-        .client
-        .delete(bob.signal_url(""))
-        .header("X-Peer-Token", bob.token.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let left = bob.leave().await;
     assert_eq!(left.status(), StatusCode::OK);
     assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
     assert_eq!(
@@ -374,17 +368,10 @@ async fn an_idempotent_retry_is_stored_once(store: Backend) {
 
 async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
     let server = store.start(&[]).await;
-    let (mut alice, bob) = server.pair("r").await;
+    let (mut alice, mut bob) = server.pair("r").await;
     let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
     for (query, kind) in [("", "offer"), ("&type=answer", "answer")] {
-        let reply = client()
-            .post(bob.signal_url(query))
-            .header("X-Peer-Token", bob.token.clone().unwrap())
-            .header("Content-Type", "application/sdp")
-            .body(sdp)
-            .send()
-            .await
-            .unwrap();
+        let reply = bob.send_sdp(query, sdp).await;
         assert_eq!(reply.status(), StatusCode::ACCEPTED);
         // Read the raw reply: same shape and key order as
         // RTCSessionDescription.toJSON().

@@ -144,13 +144,7 @@ async fn leave_and_expiry_happen_once_across_three_instances() {
     dave.join().await;
 
     via(&mut dave, &servers[0]);
-    let left = dave
-        .client
-        .delete(dave.signal_url(""))
-        .header("x-peer-token", dave.token.clone().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let left = dave.leave().await;
     assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
 
     // carol goes silent; alice keeps polling, through every instance in

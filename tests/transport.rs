@@ -136,14 +136,19 @@ async fn http2_over_tls_carries_a_whole_exchange() {
     assert_eq!(batch["messages"][0]["data"]["type"], "offer", "{batch}");
 }
 
-#[tokio::test]
-async fn cleartext_http2_with_prior_knowledge() {
-    let server = TestServer::start(&[]).await;
-    let h2c = Client::builder()
+/// A client that speaks HTTP/2 without TLS from the first byte (h2c).
+fn h2c_client() -> Client {
+    Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cleartext_http2_with_prior_knowledge() {
+    let server = TestServer::start(&[]).await;
+    let h2c = h2c_client();
     let reply = h2c.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
     assert_eq!(reply.version(), Version::HTTP_2);
@@ -155,34 +160,21 @@ async fn cleartext_http2_with_prior_knowledge() {
 async fn one_http2_connection_parks_at_most_64_polls() {
     const POLLS: usize = 80;
     let server = TestServer::start(&[]).await;
-    let h2c = Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2c = h2c_client();
     // A room each, so no peer's arrival wakes another's poll.
-    let mut polls = Vec::new();
+    let mut peers = Vec::new();
     for n in 0..POLLS {
-        let joined = h2c
-            .get(server.url(&format!("/signal?room=h2-{n}&peer=p&timeout=0")))
-            .send()
-            .await
-            .unwrap();
-        let token = joined.headers()["x-peer-token"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        let batch: Value = joined.json().await.unwrap();
-        let url = server.url(&format!(
-            "/signal?room=h2-{n}&peer=p&since={}&epoch={}&timeout=4",
-            batch["next"],
-            batch["epoch"].as_str().unwrap()
-        ));
-        polls.push(h2c.get(url).header("x-peer-token", token));
+        let mut peer = common::Peer {
+            client: h2c.clone(),
+            ..server.peer(&format!("h2-{n}"), "p")
+        };
+        peer.join().await;
+        peers.push(peer);
     }
-    let parked: Vec<_> = polls
+    // All joined first, so every poll's 4 s runs from about now.
+    let parked: Vec<_> = peers
         .into_iter()
-        .map(|poll| tokio::spawn(async move { poll.send().await.map(|r| r.status()) }))
+        .map(|mut peer| tokio::spawn(async move { peer.poll_raw(4.0).await.0 }))
         .collect();
     let parked_now = || async {
         let text = client()
@@ -202,7 +194,7 @@ async fn one_http2_connection_parks_at_most_64_polls() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(parked_now().await, 64.0, "streams past 64 wait");
     for poll in parked {
-        assert_eq!(poll.await.unwrap().unwrap(), StatusCode::OK);
+        assert_eq!(poll.await.unwrap(), StatusCode::OK);
     }
 }
 
@@ -337,14 +329,7 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
     alice.join().await;
     bob.join().await;
     let sdp = "v=0\r\no=- 42 2 IN IP4 198.51.100.77\r\ns=-\r\nc=IN IP4 198.51.100.77\r\n";
-    let offer = client()
-        .post(format!("{base}/signal?room=logged&peer=alice&to=bob"))
-        .header("X-Peer-Token", alice.token.clone().unwrap())
-        .header("Content-Type", "application/sdp")
-        .body(sdp)
-        .send()
-        .await
-        .unwrap();
+    let offer = alice.send_sdp("&to=bob", sdp).await;
     assert_eq!(offer.status(), StatusCode::ACCEPTED);
     let candidate = json!({"type": "candidate", "ice": {"candidate": "candidate:1 1 udp 1 203.0.113.99 4444 typ host"}});
     bob.send_ok(Some("alice"), &candidate).await;

@@ -280,6 +280,28 @@ impl Peer {
         response
     }
 
+    /// Sends a raw SDP body (`Content-Type: application/sdp`); `extra` is
+    /// appended to the query (`&to=bob`, `&type=answer`).
+    pub async fn send_sdp(&mut self, extra: &str, sdp: &str) -> Response {
+        let response = self
+            .with_token(self.client.post(self.signal_url(extra)))
+            .header("Content-Type", "application/sdp")
+            .body(sdp.to_owned())
+            .send()
+            .await
+            .expect("send request");
+        self.keep_token(&response);
+        response
+    }
+
+    /// Leaves the room (`DELETE /signal`).
+    pub async fn leave(&self) -> Response {
+        self.with_token(self.client.delete(self.signal_url("")))
+            .send()
+            .await
+            .expect("leave request")
+    }
+
     /// Sends and asserts 202; returns the receipt.
     pub async fn send_ok(&mut self, to: Option<&str>, body: &Value) -> Value {
         let response = self.send(to, body).await;
