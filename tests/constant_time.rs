@@ -252,7 +252,7 @@ mod probe {
         valgrind::make_undefined(secret);
         let answer = black_box(compare());
         valgrind::make_defined(&answer);
-        valgrind::make_defined_bytes(secret);
+        valgrind::make_defined(secret);
         let errors = valgrind::errors() - before;
         (answer, errors)
     }
@@ -312,20 +312,14 @@ mod valgrind {
     }
 
     /// Memcheck's shadow state changes; the bytes themselves do not.
-    pub fn make_undefined(bytes: &[u8]) {
-        request(MAKE_MEM_UNDEFINED, bytes.as_ptr() as usize, bytes.len());
+    pub fn make_undefined<T: ?Sized>(value: &T) {
+        let address = std::ptr::from_ref(value).cast::<u8>() as usize;
+        request(MAKE_MEM_UNDEFINED, address, std::mem::size_of_val(value));
     }
 
-    pub fn make_defined_bytes(bytes: &[u8]) {
-        request(MAKE_MEM_DEFINED, bytes.as_ptr() as usize, bytes.len());
-    }
-
-    pub fn make_defined<T>(value: &T) {
-        request(
-            MAKE_MEM_DEFINED,
-            value as *const T as usize,
-            std::mem::size_of::<T>(),
-        );
+    pub fn make_defined<T: ?Sized>(value: &T) {
+        let address = std::ptr::from_ref(value).cast::<u8>() as usize;
+        request(MAKE_MEM_DEFINED, address, std::mem::size_of_val(value));
     }
 }
 
@@ -338,7 +332,6 @@ mod valgrind {
     pub fn errors() -> usize {
         0
     }
-    pub fn make_undefined(_: &[u8]) {}
-    pub fn make_defined_bytes(_: &[u8]) {}
-    pub fn make_defined<T>(_: &T) {}
+    pub fn make_undefined<T: ?Sized>(_: &T) {}
+    pub fn make_defined<T: ?Sized>(_: &T) {}
 }
