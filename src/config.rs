@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::store::Limits;
+use crate::turn::{TurnMinter, TurnSecret, parse_turn_url};
 
 /// WebRTC signaling over plain HTTP long-polling, for networks where
 /// WebSocket does not get through.
@@ -96,6 +97,27 @@ pub struct Config {
     /// by default, which is right on a LAN.
     #[arg(long = "ice-server", env = "SIGNAL_ICE_SERVER", value_name = "URL|JSON", value_parser = parse_ice_servers)]
     pub ice_servers: Vec<IceServers>,
+
+    /// TURN server URL for which /config mints short-lived credentials
+    /// (repeatable): `turn:HOST:3478?transport=udp`,
+    /// `turn:HOST:3478?transport=tcp`, `turns:HOST:443?transport=tcp`.
+    /// Needs --turn-secret or --turn-secret-file.
+    #[arg(long = "turn-url", env = "SIGNAL_TURN_URL", value_name = "URL", value_delimiter = ',', value_parser = parse_turn_url)]
+    pub turn_urls: Vec<String>,
+
+    /// The TURN server's `static-auth-secret` (coturn `use-auth-secret`).
+    /// Prefer --turn-secret-file: a flag's value shows in `ps`.
+    #[arg(long, env = "SIGNAL_TURN_SECRET", value_name = "SECRET", hide_env_values = true, value_parser = TurnSecret::new, conflicts_with = "turn_secret_file")]
+    pub turn_secret: Option<TurnSecret>,
+
+    /// File holding the TURN secret (surrounding whitespace ignored).
+    #[arg(long, env = "SIGNAL_TURN_SECRET_FILE", value_name = "PATH")]
+    pub turn_secret_file: Option<PathBuf>,
+
+    /// The longest a minted TURN credential lives; keep it short, since a
+    /// leaked credential relays for anyone until it expires.
+    #[arg(long, env = "SIGNAL_TURN_TTL", value_name = "SECS", default_value = "3600", value_parser = parse_duration)]
+    pub turn_ttl: Duration,
 
     /// How long a poll parks when it gives no `timeout`.
     #[arg(long, env = "SIGNAL_POLL_TIMEOUT", value_name = "SECS", default_value = "25", value_parser = parse_duration)]
@@ -253,6 +275,19 @@ impl Config {
         if self.max_connections == 0 {
             return Err("--max-connections must be at least 1".into());
         }
+        let has_secret = self.turn_secret.is_some() || self.turn_secret_file.is_some();
+        if !self.turn_urls.is_empty() && !has_secret {
+            return Err(
+                "--turn-url needs the TURN server's static-auth-secret: give --turn-secret-file PATH (or --turn-secret)"
+                    .into(),
+            );
+        }
+        if self.turn_urls.is_empty() && has_secret {
+            return Err("a TURN secret without --turn-url mints nothing: add --turn-url".into());
+        }
+        if self.turn_ttl < Duration::from_secs(1) {
+            return Err("--turn-ttl must be at least 1 s".into());
+        }
         if self.hsts && !self.tls {
             return Err("--hsts only makes sense with --tls".into());
         }
@@ -267,6 +302,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The TURN credential minter, when --turn-url is given; reads the
+    /// secret file.
+    pub fn turn_minter(&self) -> Result<Option<TurnMinter>, String> {
+        if self.turn_urls.is_empty() {
+            return Ok(None);
+        }
+        let secret = match (&self.turn_secret, &self.turn_secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!("cannot read --turn-secret-file {}: {e}", path.display())
+                })?;
+                TurnSecret::new(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            (None, None) => return Err("--turn-url needs --turn-secret-file".into()),
+        };
+        Ok(Some(TurnMinter::new(
+            self.turn_urls.clone(),
+            secret,
+            self.turn_ttl,
+        )))
     }
 
     /// The store's share of the configuration.
@@ -419,5 +477,44 @@ mod tests {
         );
         let config = Config::parse_from(["signal-relay", "--max-body", "2000000"]);
         assert!(config.validate().unwrap_err().contains("--mailbox-bytes"));
+        let config = Config::parse_from(["signal-relay", "--turn-url", "turn:t:3478"]);
+        assert!(config.validate().unwrap_err().contains("--turn-secret"));
+        let config = Config::parse_from(["signal-relay", "--turn-secret", "s"]);
+        assert!(config.validate().unwrap_err().contains("--turn-url"));
+        let both = ["--turn-url", "turn:t:3478", "--turn-secret", "s"];
+        let config = Config::parse_from(["signal-relay"].into_iter().chain(both));
+        assert_eq!(config.validate(), Ok(()));
+        assert!(
+            Config::try_parse_from(["signal-relay", "--turn-url", "stun:t:3478"]).is_err(),
+            "a STUN URL cannot carry TURN credentials"
+        );
+    }
+
+    #[test]
+    fn the_turn_secret_comes_from_its_file() {
+        let path = std::env::temp_dir().join(format!("turn-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-the-file\n").unwrap();
+        let config = Config::parse_from([
+            "signal-relay",
+            "--turn-url",
+            "turn:t:3478",
+            "--turn-secret-file",
+            path.to_str().unwrap(),
+        ]);
+        let minted = config.turn_minter().unwrap().unwrap();
+        let direct = Config::parse_from([
+            "signal-relay",
+            "--turn-url",
+            "turn:t:3478",
+            "--turn-secret",
+            "from-the-file",
+        ]);
+        let now = std::time::SystemTime::now();
+        assert_eq!(
+            minted.mint(Some("a"), now),
+            direct.turn_minter().unwrap().unwrap().mint(Some("a"), now)
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(config.turn_minter().unwrap_err().contains("cannot read"));
     }
 }

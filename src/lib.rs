@@ -21,6 +21,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod turn;
 pub mod web;
 
 pub use config::Config;

@@ -152,6 +152,7 @@ impl Server {
                 .iter()
                 .flat_map(|servers| servers.0.iter().cloned())
                 .collect(),
+            turn: config.turn_minter().map_err(StartError::Config)?,
             body_timeout: config.body_timeout,
             hsts: config.hsts && tls.is_some(),
         };

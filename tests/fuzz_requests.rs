@@ -18,6 +18,7 @@ use proptest::prelude::*;
 use signal_relay::admission::Admission;
 use signal_relay::api::{Api, ApiSettings, Cors};
 use signal_relay::store::{Limits, MemoryStore};
+use signal_relay::turn::{TurnMinter, TurnSecret};
 
 fn method() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -115,6 +116,12 @@ fn api() -> (Api<MemoryStore>, tokio::runtime::Runtime) {
             cors: Cors::AnyOrigin,
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
             ice_servers: Vec::new(),
+            // So fuzzed /config queries reach the minting path too.
+            turn: Some(TurnMinter::new(
+                vec!["turn:127.0.0.1:3478?transport=tcp".into()],
+                TurnSecret::new("fuzz-secret").expect("a secret"),
+                Duration::from_secs(60),
+            )),
             body_timeout: Duration::from_secs(1),
             hsts: false,
         },

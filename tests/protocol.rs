@@ -161,7 +161,11 @@ async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
     // even one longer than the TTL).
     let started = Instant::now();
     let events = alice.poll(10.0).await;
-    assert_eq!(data(&events), [json!({"type": "leave", "peer": "bob"})]);
+    // Not seen for the TTL: it went quiet, it did not hang up.
+    assert_eq!(
+        data(&events),
+        [json!({"type": "leave", "peer": "bob", "reason": "expired"})]
+    );
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "woken by the leave"
@@ -183,7 +187,7 @@ async fn delete_leaves_at_once(store: Backend) {
     assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
     assert_eq!(
         data(&alice.poll(0.0).await),
-        [json!({"type": "leave", "peer": "bob"})]
+        [json!({"type": "leave", "peer": "bob", "reason": "left"})]
     );
 }
 

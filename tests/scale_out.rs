@@ -169,12 +169,12 @@ async fn leave_and_expiry_happen_once_across_three_instances() {
         "{events:?}"
     );
     assert_eq!(
-        count(json!({"type": "leave", "peer": "dave"})),
+        count(json!({"type": "leave", "peer": "dave", "reason": "left"})),
         1,
         "{events:?}"
     );
     assert_eq!(
-        count(json!({"type": "leave", "peer": "carol"})),
+        count(json!({"type": "leave", "peer": "carol", "reason": "expired"})),
         1,
         "{events:?}"
     );

@@ -139,7 +139,10 @@ impl Model {
         for other in &mut self.peers {
             other.push(
                 None,
-                format!(r#"{{"type":"leave","peer":"{}"}}"#, name(gone.peer)),
+                format!(
+                    r#"{{"type":"leave","peer":"{}","reason":"left"}}"#,
+                    name(gone.peer)
+                ),
             );
         }
     }

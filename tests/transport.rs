@@ -316,10 +316,19 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
 }
 
 /// At the most verbose level the server uses, a whole session leaves no
-/// token, SDP or candidate in the log (they carry secrets and addresses).
+/// token, SDP, candidate, TURN secret or minted credential in the log (they
+/// carry secrets and addresses).
 #[tokio::test]
 async fn logs_never_carry_tokens_or_session_descriptions() {
-    let mut server = common::spawn_server(&["--peer-ttl", "0.3"], "debug").await;
+    let turn = [
+        "--turn-url",
+        "turn:127.0.0.1:3478?transport=tcp",
+        "--turn-secret",
+        "turn-secret-never-logged-9",
+    ];
+    let mut flags = vec!["--peer-ttl", "0.3"];
+    flags.extend(turn);
+    let mut server = common::spawn_server(&flags, "debug").await;
     let base = server.base.clone();
     let peer = |name: &str| common::Peer {
         token: Some(format!("{name}-very-secret-token-1")),
@@ -343,6 +352,18 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    let config: Value = client()
+        .get(format!("{base}/config?peer=alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let minted = config["iceServers"][0]["credential"]
+        .as_str()
+        .expect("a minted TURN credential")
+        .to_owned();
     // bob expires (a leave is logged at debug), then the server stops.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     server.terminate();
@@ -351,6 +372,8 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
     let text = lines.join("\n");
     assert!(text.contains("peer joined"), "debug logging is on: {text}");
     for secret in [
+        "turn-secret-never-logged-9",
+        minted.as_str(),
         "alice-very-secret-token-1",
         "bob-very-secret-token-1",
         "mallory-guessed-token-0",

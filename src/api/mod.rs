@@ -9,7 +9,7 @@ mod params;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Bytes};
@@ -24,8 +24,10 @@ use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 
 use crate::admission::{Admission, PollSlot, Refusal};
 use crate::metrics::{Metrics, StatusLabel};
+use crate::name::Name;
 use crate::store::{Batch, Envelope, Payload, PollRequest, SendRequest, Store};
 use crate::token::Token;
+use crate::turn::TurnMinter;
 use crate::web;
 
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
@@ -46,6 +48,8 @@ pub struct ApiSettings {
     pub web_dir: PathBuf,
     /// `RTCIceServer` objects for the browser client, served at `/config`.
     pub ice_servers: Vec<serde_json::Value>,
+    /// Mints a TURN credential into every `/config` reply, when configured.
+    pub turn: Option<TurnMinter>,
     /// Time a client has to send a request body.
     pub body_timeout: Duration,
     /// Send Strict-Transport-Security (only when serving TLS).
@@ -167,10 +171,9 @@ impl<S: Store> Api<S> {
                 );
                 reply
             }
-            "/config" if is_read(&method) => json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "iceServers": self.settings.ice_servers }),
-            ),
+            "/config" if is_read(&method) => self
+                .config(request.uri().query())
+                .unwrap_or_else(ApiError::into_response),
             "/signal" => self
                 .signal(request)
                 .await
@@ -220,6 +223,27 @@ impl<S: Store> Api<S> {
             }
             ref other => Err(ApiError::method_not_allowed(other, SIGNAL_METHODS)),
         }
+    }
+
+    /// `GET /config[?peer=NAME]`: the ICE servers, with a TURN credential
+    /// minted for this caller. Minting is a few microseconds of HMAC and is
+    /// covered by the per-address rate limit like every other request.
+    fn config(&self, query: Option<&str>) -> Result<Reply, ApiError> {
+        let mut ice_servers = self.settings.ice_servers.clone();
+        if let Some(turn) = &self.settings.turn {
+            let label = Params::parse(query)?.peer_label()?;
+            let minted = turn.mint(label.as_ref().map(Name::as_str), SystemTime::now());
+            ice_servers.push(serde_json::to_value(minted).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot mint: {e}"),
+                )
+            })?);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "iceServers": ice_servers }),
+        ))
     }
 
     /// `GET /signal`: long-poll the peer's mailbox.
@@ -431,6 +455,7 @@ mod tests {
                 cors: Cors::Off,
                 web_dir: PathBuf::from("web"),
                 ice_servers: Vec::new(),
+                turn: None,
                 body_timeout: Duration::from_secs(1),
                 hsts: false,
             },

@@ -94,6 +94,15 @@ impl Params {
             .transpose()
     }
 
+    /// The optional `peer` of a request that does not speak for a peer
+    /// (`/config?peer=NAME`, which labels a minted TURN credential).
+    pub fn peer_label(&self) -> Result<Option<Name>, ApiError> {
+        self.peer
+            .as_deref()
+            .map(|peer| name("peer", peer))
+            .transpose()
+    }
+
     pub fn to(&self) -> Result<Option<Name>, ApiError> {
         self.to.as_deref().map(|to| name("to", to)).transpose()
     }

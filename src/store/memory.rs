@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
-    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, Payload,
-    PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch, try_take,
+    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, LeaveReason, Limits, MAX_RECEIPTS_PER_ROOM,
+    Payload, PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch, try_take,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
@@ -425,7 +425,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         let before = room.stored_bytes();
-        room.remove(index);
+        room.remove(index, LeaveReason::Left);
         let evicted = room.evict_overflowing(&peer.room, &self.limits);
         self.mailbox_count.fetch_sub(1 + evicted, Ordering::Relaxed);
         self.account(before, room.stored_bytes());
@@ -553,12 +553,15 @@ impl Room {
         token
     }
 
-    /// Removes a mailbox; everyone else hears `leave`, and a poll parked on
-    /// it wakes, finds it gone, and ends empty.
-    fn remove(&mut self, index: usize) {
+    /// Removes a mailbox; everyone else hears `leave` with its reason, and
+    /// a poll parked on it wakes, finds it gone, and ends empty.
+    fn remove(&mut self, index: usize, reason: LeaveReason) {
         let gone = self.peers.remove(index);
         gone.wake.notify_waiters();
-        let left = event(&RoomEvent::Leave { peer: &gone.peer });
+        let left = event(&RoomEvent::Leave {
+            peer: &gone.peer,
+            reason,
+        });
         for other in &mut self.peers {
             other.push(None, left.clone());
         }
@@ -571,7 +574,7 @@ impl Room {
             m.parked == 0 && now.saturating_duration_since(m.last_seen) >= limits.peer_ttl
         }) {
             debug!(room = %name, peer = %self.peers[index].peer, "peer expired");
-            self.remove(index);
+            self.remove(index, LeaveReason::Expired);
             expired += 1;
         }
         self.expire_backlog(now, limits);
@@ -645,7 +648,8 @@ impl Room {
         let mut evicted = 0;
         while let Some(index) = self.peers.iter().position(|m| m.messages.len() > hard_cap) {
             debug!(room = %room, peer = %self.peers[index].peer, "peer evicted: its mailbox overflowed with room events");
-            self.remove(index);
+            // Drowned because it stopped polling: as quiet as an expiry.
+            self.remove(index, LeaveReason::Expired);
             evicted += 1;
         }
         evicted
@@ -744,6 +748,7 @@ enum RoomEvent<'a> {
     },
     Leave {
         peer: &'a Name,
+        reason: LeaveReason,
     },
 }
 

@@ -224,6 +224,20 @@ pub trait Store: Send + Sync + 'static {
     fn stats(&self) -> impl Future<Output = StoreStats> + Send;
 }
 
+/// Why a peer is no longer in its room, sent with its `leave` event. The
+/// difference matters to a caller: a peer that left hung up, while a peer
+/// that expired only stopped polling (a cut network, a sleeping laptop) and
+/// may still be in a call whose media does not touch this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaveReason {
+    /// It sent `DELETE` (the page was closed or hung up).
+    Left,
+    /// It was not seen for the peer TTL, or stopped reading its mailbox
+    /// until it overflowed.
+    Expired,
+}
+
 /// Counts for the metrics gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {

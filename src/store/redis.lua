@@ -124,16 +124,17 @@ local function expire_receipts()
   end
 end
 
--- Removes a mailbox; everyone else hears `leave`, and a poll parked on it
+-- Removes a mailbox; everyone else hears `leave` with its reason ('left' or
+-- 'expired', as LeaveReason in src/store/mod.rs), and a poll parked on it
 -- (on any instance) wakes, finds it gone, and ends empty.
-local function remove(p)
+local function remove(p, reason)
   local pk = peer_key(p)
   add_bytes(-tonumber(redis.call('HGET', pk, 'bytes') or 0))
   redis.call('DEL', pk, box_key(p))
   redis.call('ZREM', PEERS, p)
   redis.call('DECR', MAILBOXES)
   woken[#woken + 1] = p
-  local left = '{"type":"leave","peer":"' .. p .. '"}'
+  local left = '{"type":"leave","peer":"' .. p .. '","reason":"' .. reason .. '"}'
   for _, other in ipairs(members()) do
     push(other, nil, left)
   end
@@ -147,7 +148,7 @@ local function evict_overflowing()
     again = false
     for _, p in ipairs(members()) do
       if redis.call('LLEN', box_key(p)) > hard_cap then
-        remove(p)
+        remove(p, 'expired')
         again = true
         break
       end
@@ -386,7 +387,7 @@ elseif op == 'leave' then
   local auth = authenticate(p, th)
   if auth == 'absent' then return {'ok', 0} end
   if auth ~= 'present' then return {auth} end
-  remove(p)
+  remove(p, 'left')
   evict_overflowing()
   discard_if_empty()
   publish()
@@ -400,7 +401,7 @@ elseif op == 'sweep' then
     local f = redis.call('HMGET', peer_key(p), 'seen', 'alive_until')
     local seen, lease = tonumber(f[1]), tonumber(f[2])
     if lease <= now and now - math.max(seen, lease) >= TTL then
-      remove(p)
+      remove(p, 'expired')
       expired = expired + 1
     end
   end

@@ -517,7 +517,7 @@ async fn idle_peers_expire_parked_ones_do_not() {
     );
     assert_eq!(
         data(&batch.messages[0]),
-        json!({"type": "leave", "peer": "bob"})
+        json!({"type": "leave", "peer": "bob", "reason": "expired"})
     );
     // bob's name is free again.
     let (_, rejoined) = join(&store, "bob").await;
@@ -739,7 +739,7 @@ async fn leave_tells_the_others_and_frees_the_name() {
         events,
         [
             json!({"type": "join", "peer": "bob"}),
-            json!({"type": "leave", "peer": "bob"})
+            json!({"type": "leave", "peer": "bob", "reason": "left"})
         ]
     );
     let (_, back) = join(&store, "bob").await;
