@@ -1,19 +1,32 @@
 // The demo page: a WebRTC call (a mesh of up to 6 peers) signaled through
 // signal.js. URL parameters: ?room=NAME (default "demo"),
 // ?ice=vanilla|trickle (default trickle), ?auto=1 (prepare on load and call
-// whoever is in the room).
+// whoever is in the room), ?relay=1 (media only through the TURN server:
+// iceTransportPolicy "relay").
 //
 // Who offers: the peer that presses Connect (with ?auto=1, the newcomer, to
 // the peers already in the room), so normally nobody collides. If two peers
 // do offer at once, "perfect negotiation" settles it: the polite peer (the
 // one with the greater name) rolls back and answers.
+//
+// A call outlives signaling: media does not pass through the server, so a
+// peer whose signaling went quiet (`leave` with reason "expired") keeps its
+// call. A call ends when the other side hangs up (reason "left"), or when
+// the media connection fails and ICE restarts do not bring it back.
 import { SignalClient } from './signal.js';
 
 const params = new URLSearchParams(location.search);
 const room = params.get('room') || 'demo';
 const iceMode = params.get('ice') === 'vanilla' ? 'vanilla' : 'trickle';
 const auto = params.get('auto') === '1';
+const relayOnly = params.get('relay') === '1';
 const MAX_REMOTE_PEERS = 5; // a mesh of 6
+// A connection that is `disconnected` often heals by itself (a burst of
+// lost packets); one that stays so this long is restarted.
+const DISCONNECTED_GRACE_MS = 2000;
+// Between ICE restart attempts, and how many before the call is ended.
+const RESTART_EVERY_MS = 5000;
+const MAX_RESTARTS = 5;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -33,16 +46,57 @@ const state = {
   signal: null,
   stream: null,
   iceServers: [],
+  // When the TURN credential in iceServers expires, and how long it lived
+  // (ms); Infinity without one.
+  iceExpiresAt: Infinity,
+  iceLifetime: Infinity,
   members: new Set(),
+  // Peers that went quiet (leave "expired") while we may still be in a call.
+  quiet: new Set(),
   remotes: new Map(), // peer name -> Remote
+  // Messages from each peer are handled one after another, in order.
+  inbox: new Map(), // peer name -> Promise
+  // Calls that ended, and why, for the user.
+  ended: new Map(), // peer name -> reason
   error: null,
 };
+
+function rtcConfiguration() {
+  return { iceServers: state.iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' };
+}
+
+/** Fetches the ICE servers, with a TURN credential minted for us. */
+async function loadIceServers() {
+  const peer = encodeURIComponent(state.signal.peer);
+  const response = await fetch(`/config?peer=${peer}`, { cache: 'no-store' });
+  if (!response.ok) throw new Error(`/config answered ${response.status}`);
+  const config = await response.json();
+  state.iceServers = config.iceServers ?? [];
+  // TURN REST usernames are "<unix expiry>:<id>" (docs/protocol.md).
+  const expiries = state.iceServers
+    .map((server) => /^(\d+):/.exec(server.username ?? ''))
+    .filter(Boolean)
+    .map((match) => Number(match[1]) * 1000);
+  state.iceExpiresAt = expiries.length ? Math.min(...expiries) : Infinity;
+  state.iceLifetime = state.iceExpiresAt - Date.now();
+}
+
+/** Fetches a new TURN credential when less than a tenth of its life (at most 5 min) is left. */
+async function freshIceServers() {
+  const margin = Math.min(state.iceLifetime / 10, 5 * 60_000);
+  if (state.iceExpiresAt - Date.now() > margin) return;
+  try {
+    await loadIceServers();
+  } catch (error) {
+    console.warn(`cannot refresh the ICE servers: ${error.message}`);
+  }
+}
 
 /** One remote peer: its connection, its tile, and negotiation state. */
 class Remote {
   constructor(peer) {
     this.peer = peer;
-    this.pc = new RTCPeerConnection({ iceServers: state.iceServers });
+    this.pc = new RTCPeerConnection(rtcConfiguration());
     this.polite = state.signal.peer > peer;
     this.makingOffer = false;
     this.ignoreOffer = false;
@@ -53,6 +107,18 @@ class Remote {
     this.startedAt = performance.now();
     this.connectedAt = null;
     this.tile = makeTile(peer);
+    this.closed = false;
+    // ICE restarts: how many were made, how many in a row since the last
+    // connected state, when the connection broke, and how long each
+    // recovery took (ms from broken to connected again).
+    this.restarts = 0;
+    this.attempts = 0;
+    this.brokenAt = null;
+    this.recoveries = [];
+    this.restartTimer = null;
+    this.restartDue = Infinity;
+    this.negotiatedAt = 0;
+    this.candidateErrors = [];
 
     this.pc.onicecandidate = ({ candidate }) => {
       if (iceMode === 'trickle' && candidate) {
@@ -73,10 +139,86 @@ class Remote {
       render();
     };
     this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'failed') removeRemote(peer);
+      this.onConnectionState();
       render();
     };
     this.pc.onsignalingstatechange = render;
+    this.pc.onicecandidateerror = ({ errorCode, url }) => {
+      this.candidateErrors.push({ errorCode, url });
+    };
+  }
+
+  onConnectionState() {
+    const connection = this.pc.connectionState;
+    if (connection === 'connected') {
+      if (this.brokenAt !== null) {
+        const ms = performance.now() - this.brokenAt;
+        this.recoveries.push(ms);
+        console.info(`connection with ${this.peer} recovered after ${Math.round(ms)} ms`);
+      }
+      this.brokenAt = null;
+      this.attempts = 0;
+      this.cancelRestart();
+    } else if (connection === 'disconnected' || connection === 'failed') {
+      this.brokenAt ??= performance.now();
+      this.scheduleRestart(connection === 'failed' ? 0 : DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  isBroken() {
+    return this.brokenAt !== null && !this.closed;
+  }
+
+  /** Restarts ICE in `delay` ms, unless one is due sooner. */
+  scheduleRestart(delay) {
+    const due = performance.now() + delay;
+    if (this.closed || due >= this.restartDue) return;
+    clearTimeout(this.restartTimer);
+    this.restartDue = due;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      this.restartDue = Infinity;
+      this.restart().catch(fail);
+    }, delay);
+  }
+
+  cancelRestart() {
+    clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    this.restartDue = Infinity;
+  }
+
+  /**
+   * One ICE restart attempt: new ICE credentials in a new offer, so both
+   * sides gather and check again (a path that came back, a TURN server
+   * that restarted, a laptop on a new network). Needs signaling to the
+   * peer; without it, waits and tries again.
+   */
+  async restart() {
+    if (!this.isBroken()) return;
+    if (this.attempts >= MAX_RESTARTS) {
+      endCall(this.peer, `the connection failed and ${MAX_RESTARTS} ICE restarts did not restore it`);
+      return;
+    }
+    const signalingUp = state.signal.online && state.members.has(this.peer);
+    const negotiating = performance.now() - this.negotiatedAt < RESTART_EVERY_MS;
+    if (signalingUp && !negotiating && this.pc.signalingState !== 'have-remote-offer') {
+      this.attempts += 1;
+      this.restarts += 1;
+      console.info(`ICE restart ${this.attempts} with ${this.peer}`);
+      await freshIceServers();
+      try {
+        this.pc.setConfiguration(rtcConfiguration());
+      } catch (error) {
+        console.warn(`cannot update the ICE servers: ${error.message}`);
+      }
+      this.pc.restartIce();
+      await this.offer();
+    } else if (!signalingUp && performance.now() - this.brokenAt > MAX_RESTARTS * RESTART_EVERY_MS) {
+      endCall(this.peer, 'the connection failed and signaling with the peer did not come back');
+      return;
+    }
+    this.scheduleRestart(RESTART_EVERY_MS);
   }
 
   connectMs() {
@@ -91,7 +233,8 @@ class Remote {
 
   async offer() {
     this.addTracks();
-    this.startedAt = performance.now();
+    if (this.connectedAt === null) this.startedAt = performance.now();
+    this.negotiatedAt = performance.now();
     this.makingOffer = true;
     try {
       await this.pc.setLocalDescription();
@@ -114,11 +257,12 @@ class Remote {
       description.type === 'offer' && (this.makingOffer || this.pc.signalingState !== 'stable');
     this.ignoreOffer = !this.polite && collision;
     if (this.ignoreOffer) return;
+    this.negotiatedAt = performance.now();
     ui.received.value = description.sdp;
     await this.pc.setRemoteDescription(description); // rolls back our offer if polite
     for (const candidate of this.pendingCandidates.splice(0)) await this.addCandidate(candidate);
     if (description.type === 'offer') {
-      this.startedAt = performance.now();
+      if (this.connectedAt === null) this.startedAt = performance.now();
       this.addTracks(); // after the offer, so our tracks reuse its transceivers
       await this.pc.setLocalDescription();
       await this.sendDescription();
@@ -135,6 +279,14 @@ class Remote {
   }
 
   async addCandidate(candidate) {
+    // A candidate of the ICE generation before a restart can arrive after
+    // the restart's description: it belongs to nothing now, so drop it
+    // (addIceCandidate would reject it for its unknown ufrag).
+    const ufrag = candidate.usernameFragment;
+    if (ufrag && !this.pc.remoteDescription?.sdp.includes(`a=ice-ufrag:${ufrag}`)) {
+      console.info(`dropped a candidate of an earlier ICE generation from ${this.peer}`);
+      return;
+    }
     try {
       await this.pc.addIceCandidate(candidate);
     } catch (error) {
@@ -143,6 +295,8 @@ class Remote {
   }
 
   close() {
+    this.closed = true;
+    this.cancelRestart();
     this.pc.close();
     this.tile.remove();
   }
@@ -179,19 +333,23 @@ function makeTile(peer) {
   return tile;
 }
 
-function remoteFor(peer) {
-  let remote = state.remotes.get(peer);
-  if (!remote) {
-    remote = new Remote(peer);
-    state.remotes.set(peer, remote);
-  }
+function newRemote(peer) {
+  const remote = new Remote(peer);
+  state.remotes.set(peer, remote);
+  state.ended.delete(peer);
   return remote;
 }
 
-function removeRemote(peer) {
-  state.remotes.get(peer)?.close();
+/** Ends the call with `peer` (if any) and tells the user why. */
+function endCall(peer, reason) {
+  const remote = state.remotes.get(peer);
+  if (!remote) return;
+  remote.close();
   state.remotes.delete(peer);
+  state.ended.set(peer, reason);
   ui.waiting.hidden = state.remotes.size > 0;
+  console.info(`call with ${peer} ended: ${reason}`);
+  render();
 }
 
 function send(data, to) {
@@ -209,54 +367,92 @@ function fail(error) {
   render();
 }
 
-async function onSignal(from, data) {
+/** Queues a message from `from` behind the ones before it. */
+function onSignal(from, data) {
+  const previous = state.inbox.get(from) ?? Promise.resolve();
+  const handled = previous.then(() => handleSignal(from, data)).catch(fail);
+  state.inbox.set(from, handled);
+}
+
+async function handleSignal(from, data) {
   if (!data || typeof data !== 'object') return;
-  if (data.type === 'offer' && !state.remotes.has(from) && state.remotes.size >= MAX_REMOTE_PEERS) {
-    return; // the mesh is full
-  }
-  try {
-    if (data.type === 'offer' || data.type === 'answer') {
-      await remoteFor(from).onDescription({ type: data.type, sdp: data.sdp });
-    } else if (data.type === 'candidate' && data.ice) {
-      await remoteFor(from).onCandidate(data.ice);
+  let remote = state.remotes.get(from);
+  if (!remote) {
+    // Only an offer starts a connection. An answer or candidate for a call
+    // that ended (or never started here) is late: a connection made for it
+    // would never be negotiated.
+    if (data.type !== 'offer') {
+      if (data.type === 'answer' || data.type === 'candidate') {
+        console.info(`dropped a late ${data.type} from ${from}: no call with it`);
+      }
+      return;
     }
-  } catch (error) {
-    fail(error);
+    if (state.remotes.size >= MAX_REMOTE_PEERS) return; // the mesh is full
+    await freshIceServers();
+    remote = newRemote(from);
   }
+  if (data.type === 'offer' || data.type === 'answer') {
+    await remote.onDescription({ type: data.type, sdp: data.sdp });
+  } else if (data.type === 'candidate' && data.ice) {
+    await remote.onCandidate(data.ice);
+  }
+}
+
+/** Signaling with `peer` is possible again: a broken call retries now. */
+function signalingBack(peer) {
+  const remote = state.remotes.get(peer);
+  if (remote?.isBroken()) remote.scheduleRestart(0);
 }
 
 async function prepare() {
   ui.prepare.disabled = true;
   try {
-    const [config, stream] = await Promise.all([
-      fetch('/config').then((r) => r.json()),
+    // The client first: its name labels our TURN credential.
+    const signal = new SignalClient({ room });
+    state.signal = signal;
+    const [, stream] = await Promise.all([
+      loadIceServers(),
       navigator.mediaDevices.getUserMedia({ video: true, audio: true }),
     ]);
-    state.iceServers = config.iceServers ?? [];
     state.stream = stream;
     ui.local.srcObject = stream;
 
-    const signal = new SignalClient({ room });
-    state.signal = signal;
     signal.addEventListener('peers', ({ detail }) => {
       state.members = new Set(detail.peers);
+      for (const peer of state.members) {
+        state.quiet.delete(peer);
+        signalingBack(peer);
+      }
       render();
       if (auto) connect();
     });
     signal.addEventListener('join', ({ detail }) => {
+      // Possibly a quiet peer coming back under its name: the call we have
+      // with it carries on (no second connection, no second tile).
       state.members.add(detail.peer);
+      state.quiet.delete(detail.peer);
+      signalingBack(detail.peer);
       render();
     });
     signal.addEventListener('leave', ({ detail }) => {
       state.members.delete(detail.peer);
-      removeRemote(detail.peer);
+      if (detail.reason === 'expired') {
+        // It stopped polling; its media may well still flow.
+        if (state.remotes.has(detail.peer)) state.quiet.add(detail.peer);
+      } else {
+        // "left", or an older server that gives no reason: it hung up.
+        endCall(detail.peer, 'it left');
+      }
       render();
     });
     signal.addEventListener('message', ({ detail }) => onSignal(detail.from, detail.data));
     // After a reset the server sends a fresh `peers` event; connections
     // that are up carry on, since media does not flow through the server.
     signal.addEventListener('reset', () => render());
-    signal.addEventListener('status', () => render());
+    signal.addEventListener('status', ({ detail }) => {
+      if (detail.online) for (const peer of state.remotes.keys()) signalingBack(peer);
+      render();
+    });
     await signal.join();
     ui.connect.disabled = false;
     render();
@@ -266,14 +462,13 @@ async function prepare() {
   }
 }
 
-/** Offers to every member we have no working connection with. */
-function connect() {
+/** Offers to every member we have no connection with (a broken one restarts by itself). */
+async function connect() {
+  await freshIceServers();
   for (const peer of state.members) {
-    if (state.remotes.size >= MAX_REMOTE_PEERS && !state.remotes.has(peer)) break;
-    const existing = state.remotes.get(peer);
-    if (existing && existing.pc.connectionState !== 'failed') continue;
-    if (existing) removeRemote(peer);
-    remoteFor(peer).offer().catch(fail);
+    if (state.remotes.has(peer)) continue;
+    if (state.remotes.size >= MAX_REMOTE_PEERS) break;
+    newRemote(peer).offer().catch(fail);
   }
   render();
 }
@@ -293,16 +488,19 @@ function render() {
   for (const [peer, remote] of state.remotes) {
     const connectedIn =
       remote.connectedAt === null ? '' : ` (connected in ${Math.round(remote.connectMs())} ms)`;
+    const quiet = state.quiet.has(peer) ? ' · its signaling is quiet, the call goes on' : '';
+    const restarts = remote.restarts ? ` · ICE restarts: ${remote.restarts}` : '';
     lines.push(
-      `${peer}: signaling ${remote.pc.signalingState} · ICE ${remote.pc.iceConnectionState}${connectedIn}`,
+      `${peer}: signaling ${remote.pc.signalingState} · ICE ${remote.pc.iceConnectionState}${connectedIn}${restarts}${quiet}`,
     );
   }
+  for (const [peer, reason] of state.ended) lines.push(`call with ${peer} ended: ${reason}`);
   if (state.error) lines.push(`error: ${state.error}`);
   ui.status.textContent = lines.join('\n');
 }
 
 ui.prepare.addEventListener('click', prepare);
-ui.connect.addEventListener('click', connect);
+ui.connect.addEventListener('click', () => connect().catch(fail));
 document.addEventListener('click', () => {
   for (const video of document.querySelectorAll('.tile.remote video')) video.muted = false;
 });
@@ -313,7 +511,10 @@ window.signalDemo = {
   summary() {
     return {
       peer: state.signal?.peer ?? null,
+      online: state.signal?.online ?? false,
       members: [...state.members],
+      quiet: [...state.quiet],
+      ended: Object.fromEntries(state.ended),
       error: state.error,
       remotes: [...state.remotes.values()].map((r) => {
         const video = r.tile.querySelector('video');
@@ -321,12 +522,33 @@ window.signalDemo = {
           peer: r.peer,
           signaling: r.pc.signalingState,
           ice: r.pc.iceConnectionState,
+          connection: r.pc.connectionState,
           connectMs: r.connectMs(),
+          restarts: r.restarts,
+          recoveries: r.recoveries,
+          candidateErrors: r.candidateErrors,
           videoWidth: video.videoWidth,
           currentTime: video.currentTime,
         };
       }),
     };
+  },
+  /** The candidate types of each connection's selected pair. */
+  async selectedPairs() {
+    const pairs = [];
+    for (const remote of state.remotes.values()) {
+      const stats = await remote.pc.getStats();
+      let pair = null;
+      stats.forEach((s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
+      });
+      pairs.push({
+        peer: remote.peer,
+        local: pair ? (stats.get(pair.localCandidateId)?.candidateType ?? null) : null,
+        remote: pair ? (stats.get(pair.remoteCandidateId)?.candidateType ?? null) : null,
+      });
+    }
+    return pairs;
   },
 };
 

@@ -11,7 +11,9 @@
 //   for await (const m of signal.messages()) { ... }   // or iterate instead of listening
 //   signal.leave();
 //
-// Events: 'peers' {peers}, 'join' {peer}, 'leave' {peer} (room events);
+// Events: 'peers' {peers}, 'join' {peer}, 'leave' {peer, reason} (room
+// events; reason is 'left' when the peer hung up, 'expired' when it only
+// went quiet, see docs/protocol.md);
 // 'message' {from, data, seq} (from other peers); 'reset' {} (the server
 // lost our cursor: a restart, or we expired); 'status' {online, error}.
 
