@@ -1,6 +1,8 @@
 //! The browser client in real Chromium, driven over WebDriver (chromedriver),
-//! against a real server: vanilla and trickle ICE, a 3-peer mesh, and a call
-//! through an nginx reverse proxy that blocks WebSocket.
+//! against a real server: vanilla and trickle ICE, a 3-peer mesh, a call
+//! through an nginx reverse proxy that blocks WebSocket, and (in
+//! `hostile_network/`) relay-only calls through a real coturn, a call that
+//! outlives signaling silence and one that recovers by an ICE restart.
 //!
 //! Every packet stays on loopback: the binary re-executes itself inside a
 //! fresh network namespace whose only interface is `lo` (`unshare --net`),
@@ -12,6 +14,7 @@
 //! each bounded in time, and the last line is `N passed, M failed`.
 
 mod common;
+mod hostile_network;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -40,7 +43,7 @@ const WAIT: Duration = Duration::from_secs(30);
 type Outcome = Result<String, String>;
 type Scenario = fn(Env) -> Pin<Box<dyn Future<Output = Outcome>>>;
 
-const SCENARIOS: [(&str, Scenario); 7] = [
+const SCENARIOS: [(&str, Scenario); 10] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false))
     }),
@@ -62,6 +65,15 @@ const SCENARIOS: [(&str, Scenario); 7] = [
     }),
     ("signal_js_recovers_from_a_server_restart", |env| {
         Box::pin(signal_js_recovers_from_a_server_restart(env))
+    }),
+    ("relay_only_call_through_coturn", |env| {
+        Box::pin(hostile_network::relay_only_call_through_coturn(env))
+    }),
+    ("call_survives_signaling_silence", |env| {
+        Box::pin(hostile_network::call_survives_signaling_silence(env))
+    }),
+    ("call_recovers_by_ice_restart", |env| {
+        Box::pin(hostile_network::call_recovers_by_ice_restart(env))
     }),
 ];
 
@@ -85,13 +97,16 @@ fn main() -> ExitCode {
     runtime.block_on(run(filter))
 }
 
-/// Installs Chromium, chromedriver, nginx and Redis from Debian when missing.
+/// Installs Chromium, chromedriver, nginx, Redis and coturn from Debian
+/// when missing.
 fn install_missing() -> Result<(), String> {
     common::apt_install_missing(&[
         (CHROMIUM, "chromium"),
         (CHROMEDRIVER, "chromium-driver"),
         (NGINX, "nginx"),
         (common::REDIS_SERVER, "redis-server"),
+        (hostile_network::TURNSERVER, "coturn"),
+        (hostile_network::TURN_CLIENT, "coturn"),
     ])
 }
 
@@ -257,6 +272,8 @@ impl Page {
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            // So the console (errors, failed loads) can be read back.
+            "goog:loggingPrefs": { "browser": "ALL" },
         });
         let Value::Object(capabilities) = capabilities else {
             unreachable!("a JSON object literal")
@@ -297,6 +314,36 @@ impl Page {
             .execute(script, vec![])
             .await
             .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    /// Runs `script` as an async script: it calls `done(value)` to finish.
+    async fn eval_async(&self, script: &str) -> Result<Value, String> {
+        let wrapped = format!("const done = arguments[arguments.length - 1]; {script};");
+        self.client
+            .execute_async(&wrapped, vec![])
+            .await
+            .map_err(|e| format!("{}: {e}", self.name))
+    }
+
+    /// Fails if the page's console holds an error, a failed request among
+    /// them (Chromium logs each as "Failed to load resource").
+    async fn no_console_errors(&self) -> Result<(), String> {
+        let log = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .map_err(|e| format!("{}: cannot read the console: {e}", self.name))?;
+        let errors: Vec<&Value> = log
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: console errors: {errors:?}", self.name))
+        }
     }
 
     async fn summary(&self) -> Result<Value, String> {
@@ -352,7 +399,8 @@ impl Page {
     }
 
     /// Waits until every remote tile plays video: frames have a size and
-    /// `currentTime` moves.
+    /// `currentTime` moves (after a path came back, the first frames wait
+    /// for a keyframe, so movement is waited for, not sampled once).
     async fn wait_for_frames(&self, remotes: usize) -> Result<(), String> {
         let playing = |s: &Value| {
             let tiles = s["remotes"].as_array().cloned().unwrap_or_default();
@@ -362,23 +410,30 @@ impl Page {
                     .all(|r| r["videoWidth"].as_u64().unwrap_or(0) > 0)
         };
         let before = self.wait_for("remote video frames", playing).await?;
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let after = self.summary().await?;
-        for (b, a) in before["remotes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .zip(after["remotes"].as_array().into_iter().flatten())
-        {
-            let (t0, t1) = (b["currentTime"].as_f64(), a["currentTime"].as_f64());
-            if t1 <= t0 {
+        let times = |s: &Value| -> Vec<f64> {
+            s["remotes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["currentTime"].as_f64().unwrap_or(0.0))
+                .collect()
+        };
+        let start = times(&before);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.summary().await?;
+            let moved = times(&now);
+            if moved.len() == start.len() && moved.iter().zip(&start).all(|(t1, t0)| t1 > t0) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
                 return Err(format!(
-                    "{}: video from {} is frozen: {b} then {a}",
-                    self.name, b["peer"]
+                    "{}: remote video is frozen: {before} then {now}",
+                    self.name
                 ));
             }
         }
-        Ok(())
     }
 
     async fn screenshot(&self, path: &Path) -> Result<(), String> {
@@ -389,6 +444,25 @@ impl Page {
 
     async fn close(self) {
         let _ = self.client.close().await;
+    }
+}
+
+/// chromedriver's log endpoint (not in W3C WebDriver, so not in fantoccini):
+/// the browser console entries since the last read.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (hyper::Method, Option<String>) {
+        (hyper::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
 }
 
@@ -430,6 +504,8 @@ async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
     let url = format!("{origin}/?room={room}&ice={ice}");
     let (caller, callee, connect_ms) = prepare_and_connect(&env, &url).await?;
 
+    caller.no_console_errors().await?;
+    callee.no_console_errors().await?;
     let mut report = format!("{ice} ICE: Connect click to ICE connected in {connect_ms:.0} ms");
     if let Some(proxy) = proxy {
         report.push_str(&format!("; {}", proxy.websocket_blocked().await?));

@@ -24,9 +24,19 @@ const MAX_REMOTE_PEERS = 5; // a mesh of 6
 // A connection that is `disconnected` often heals by itself (a burst of
 // lost packets); one that stays so this long is restarted.
 const DISCONNECTED_GRACE_MS = 2000;
-// Between ICE restart attempts, and how many before the call is ended.
-const RESTART_EVERY_MS = 5000;
+// ICE restart attempts: the first waits this long for the connection to
+// come back, each next one twice as long (1, 2, 4, 8, 16 s: a path that
+// returns soon recovers soon, one that stays away is not hammered), and
+// after this many the call is ended.
+const RESTART_FIRST_WAIT_MS = 1000;
 const MAX_RESTARTS = 5;
+// Both sides of a broken call see it break at once. Two crossing restart
+// offers are glare, and Chromium's rollback of one can leave its sender
+// stopped; so the impolite side restarts first and the polite one waits
+// this much longer, by when the other's offer has normally arrived.
+const POLITE_RESTART_DELAY_MS = 2500;
+// How long a broken call waits for signaling with its peer to come back.
+const SIGNALING_GIVE_UP_MS = 30_000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -200,8 +210,15 @@ class Remote {
       endCall(this.peer, `the connection failed and ${MAX_RESTARTS} ICE restarts did not restore it`);
       return;
     }
+    const brokenFor = performance.now() - this.brokenAt;
+    if (this.polite && this.attempts === 0 && brokenFor < POLITE_RESTART_DELAY_MS) {
+      this.scheduleRestart(POLITE_RESTART_DELAY_MS - brokenFor);
+      return;
+    }
     const signalingUp = state.signal.online && state.members.has(this.peer);
-    const negotiating = performance.now() - this.negotiatedAt < RESTART_EVERY_MS;
+    const wait = RESTART_FIRST_WAIT_MS * 2 ** this.attempts;
+    // The peer may just have restarted, or an answer be on its way.
+    const negotiating = performance.now() - this.negotiatedAt < RESTART_FIRST_WAIT_MS;
     if (signalingUp && !negotiating && this.pc.signalingState !== 'have-remote-offer') {
       this.attempts += 1;
       this.restarts += 1;
@@ -214,11 +231,11 @@ class Remote {
       }
       this.pc.restartIce();
       await this.offer();
-    } else if (!signalingUp && performance.now() - this.brokenAt > MAX_RESTARTS * RESTART_EVERY_MS) {
+    } else if (!signalingUp && brokenFor > SIGNALING_GIVE_UP_MS) {
       endCall(this.peer, 'the connection failed and signaling with the peer did not come back');
       return;
     }
-    this.scheduleRestart(RESTART_EVERY_MS);
+    this.scheduleRestart(wait);
   }
 
   connectMs() {
