@@ -43,7 +43,7 @@ const WAIT: Duration = Duration::from_secs(30);
 type Outcome = Result<String, String>;
 type Scenario = fn(Env) -> Pin<Box<dyn Future<Output = Outcome>>>;
 
-const SCENARIOS: [(&str, Scenario); 10] = [
+const SCENARIOS: [(&str, Scenario); 11] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false))
     }),
@@ -74,6 +74,9 @@ const SCENARIOS: [(&str, Scenario); 10] = [
     }),
     ("call_recovers_by_ice_restart", |env| {
         Box::pin(hostile_network::call_recovers_by_ice_restart(env))
+    }),
+    ("late_messages_open_no_connection", |env| {
+        Box::pin(hostile_network::late_messages_open_no_connection(env))
     }),
 ];
 

@@ -484,3 +484,54 @@ pub async fn call_recovers_by_ice_restart(env: Env) -> Outcome {
         "relay-only call connected in {connect_ms:.0} ms; coturn killed, the page saw it {noticed:.1?} later; coturn back on the same ports, both pages connected again {recovered_in:.1?} later by {restarts} ICE restart(s) (caller's broken-to-connected: {page_recovery} ms)"
     ))
 }
+
+/// A connection the page does not have is not created by a stray answer or
+/// candidate (say, one for a call that just ended): only an offer starts
+/// one. Before, each such message opened a never-negotiated connection and
+/// an empty tile.
+pub async fn late_messages_open_no_connection(env: Env) -> Outcome {
+    let server = TestServer::start(&[]).await;
+    let room = format!("late-{}", free_port());
+    let page = Page::open(
+        &env,
+        "page",
+        &format!("http://{}/?room={room}", server.addr),
+    )
+    .await?;
+    page.click("prepare").await?;
+    let summary = page.wait_for("joining", |s| s["online"] == true).await?;
+    let name = summary["peer"].as_str().unwrap_or_default().to_owned();
+    let mut stranger = server.peer(&room, "stranger");
+    stranger.join().await;
+    let candidate = serde_json::json!({"type": "candidate", "ice": {
+        "candidate": "candidate:1 1 udp 2122260223 127.0.0.1 9 typ host",
+        "sdpMid": "0", "sdpMLineIndex": 0}});
+    stranger.send_ok(Some(&name), &candidate).await;
+    stranger
+        .send_ok(
+            Some(&name),
+            &serde_json::json!({"type": "answer", "sdp": "v=0\r\n"}),
+        )
+        .await;
+    page.wait_for("the stranger to be a member", |s| members(s) == 1)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let summary = page.summary().await?;
+    let tiles = page
+        .eval("return document.querySelectorAll('.tile.remote').length")
+        .await?;
+    if summary["remotes"].as_array().is_none_or(|r| !r.is_empty()) || tiles != 0 {
+        return Err(format!(
+            "a late message opened a connection: {summary}, {tiles} tiles"
+        ));
+    }
+    if let Some(error) = summary["error"].as_str() {
+        return Err(format!(
+            "the page reports an error for a late message: {error}"
+        ));
+    }
+    page.no_console_errors().await?;
+    page.close().await;
+    server.shutdown().await;
+    Ok("a late answer and candidate were dropped: no connection, no tile, no error".into())
+}
