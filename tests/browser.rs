@@ -526,8 +526,23 @@ async fn two_pages(env: Env, ice: &str, through_proxy: bool) -> Outcome {
 /// Opens a caller and a callee at `url`, Prepare on both, Connect on the
 /// caller; returns them once both are ICE connected, with the connect time.
 async fn prepare_and_connect(env: &Env, url: &str) -> Result<(Page, Page, f64), String> {
-    let caller = Page::open(env, "caller", url).await?;
-    let callee = Page::open(env, "callee", url).await?;
+    let (caller, callee) = open_and_call(env, ("caller", url), ("callee", url)).await?;
+    let connected = call_up(&callee, &caller).await?;
+    let connect_ms = connected["remotes"][0]["connectMs"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    Ok((caller, callee, connect_ms))
+}
+
+/// Opens two pages (each `(name, url)`), presses Prepare on both and
+/// Connect on the first, without waiting for the call.
+async fn open_and_call(
+    env: &Env,
+    (caller_name, caller_url): (&str, &str),
+    (callee_name, callee_url): (&str, &str),
+) -> Result<(Page, Page), String> {
+    let caller = Page::open(env, caller_name, caller_url).await?;
+    let callee = Page::open(env, callee_name, callee_url).await?;
     caller.click("prepare").await?;
     caller.wait_for("joining", |s| !s["peer"].is_null()).await?;
     callee.click("prepare").await?;
@@ -535,11 +550,7 @@ async fn prepare_and_connect(env: &Env, url: &str) -> Result<(Page, Page, f64), 
         .wait_for("seeing the callee", |s| members(s) == 1)
         .await?;
     caller.click("connect").await?;
-    let connected = call_up(&callee, &caller).await?;
-    let connect_ms = connected["remotes"][0]["connectMs"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    Ok((caller, callee, connect_ms))
+    Ok((caller, callee))
 }
 
 /// Two instances sharing one Redis behind an nginx upstream that

@@ -287,15 +287,8 @@ pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
         "http://{}/?room={room}-wrong&ice=trickle&relay=1",
         wrong_server.addr
     );
-    let caller = Page::open(&env, "wrong-caller", &url).await?;
-    let callee = Page::open(&env, "wrong-callee", &url).await?;
-    caller.click("prepare").await?;
-    caller.wait_for("joining", |s| !s["peer"].is_null()).await?;
-    callee.click("prepare").await?;
-    caller
-        .wait_for("seeing the callee", |s| members(s) == 1)
-        .await?;
-    caller.click("connect").await?;
+    let (caller, callee) =
+        super::open_and_call(&env, ("wrong-caller", &url), ("wrong-callee", &url)).await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let summary = caller.summary().await?;
     let connected = summary["remotes"]
@@ -338,15 +331,8 @@ pub async fn call_survives_signaling_silence(env: Env) -> Outcome {
     let room = format!("quiet-{}", free_port());
     let direct = format!("http://{}/?room={room}", server.addr);
     let gated = format!("http://127.0.0.1:{}/?room={room}", gate.port);
-    let steady = Page::open(&env, "steady", &direct).await?;
-    let sleepy = Page::open(&env, "sleepy", &gated).await?;
-    steady.click("prepare").await?;
-    steady.wait_for("joining", |s| !s["peer"].is_null()).await?;
-    sleepy.click("prepare").await?;
-    steady
-        .wait_for("seeing the other", |s| members(s) == 1)
-        .await?;
-    steady.click("connect").await?;
+    let (steady, sleepy) =
+        super::open_and_call(&env, ("steady", &direct), ("sleepy", &gated)).await?;
     call_up(&sleepy, &steady).await?;
     let sleepy_name = sleepy.summary().await?["peer"].clone();
 
