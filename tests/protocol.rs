@@ -191,6 +191,37 @@ async fn delete_leaves_at_once(store: Backend) {
     );
 }
 
+/// `navigator.sendBeacon` can only POST, with a body of its choosing (none,
+/// or text/plain): `POST …&leave=1` leaves exactly like DELETE, token and all.
+async fn a_beacon_post_with_leave_leaves_like_delete(store: Backend) {
+    let server = store.start(&[]).await;
+    let (mut alice, bob) = server.pair("r").await;
+    let token = bob.token.clone().expect("bob's token");
+    let beacon = |query: &str| {
+        client()
+            .post(bob.signal_url(query))
+            .header("Content-Type", "text/plain;charset=UTF-8")
+            .body("ignored")
+            .send()
+    };
+    // The token is checked as for DELETE, and a bad `leave` is refused.
+    let no_token = beacon("&leave=1").await.unwrap();
+    assert_eq!(no_token.status(), StatusCode::FORBIDDEN);
+    let bad = beacon(&format!("&leave=yes&token={token}")).await.unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        data(&alice.poll(0.0).await).is_empty(),
+        "refusals change nothing"
+    );
+    let left = beacon(&format!("&leave=1&token={token}")).await.unwrap();
+    assert_eq!(left.status(), StatusCode::OK);
+    assert_eq!(left.json::<Value>().await.unwrap(), json!({"left": true}));
+    assert_eq!(
+        data(&alice.poll(0.0).await),
+        [json!({"type": "leave", "peer": "bob", "reason": "left"})]
+    );
+}
+
 async fn tokens_are_required_and_checked(store: Backend) {
     let server = store.start(&[]).await;
     let mut alice = server.peer("r", "alice");
@@ -586,6 +617,7 @@ on_both_stores!(
     the_backlog_goes_to_the_next_joiner,
     room_events_peers_join_and_leave_after_the_ttl,
     delete_leaves_at_once,
+    a_beacon_post_with_leave_leaves_like_delete,
     tokens_are_required_and_checked,
     an_offered_token_is_adopted,
     a_second_poll_ends_the_first,

@@ -25,7 +25,7 @@ use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 use crate::admission::{Admission, PollSlot, Refusal};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::name::Name;
-use crate::store::{Batch, Envelope, Payload, PollRequest, SendRequest, Store};
+use crate::store::{Batch, Credentials, Envelope, Payload, PollRequest, SendRequest, Store};
 use crate::token::Token;
 use crate::turn::TurnMinter;
 use crate::web;
@@ -276,6 +276,10 @@ impl<S: Store> Api<S> {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let params = Params::parse(request.uri().query())?;
+        if params.leave()? {
+            // The body, if any, is not read: a beacon's is of no interest.
+            return self.leave_as(params.credentials(request.headers())?).await;
+        }
         let sender = params.credentials(request.headers())?;
         let to = params.to()?;
         let kind = body_kind(request.headers())?;
@@ -303,10 +307,14 @@ impl<S: Store> Api<S> {
         Ok(reply)
     }
 
-    /// `DELETE /signal`: leave the room now rather than after the TTL.
+    /// `DELETE /signal` (or `POST /signal?…&leave=1`): leave the room now
+    /// rather than after the TTL.
     async fn leave<B>(&self, request: Request<B>) -> Result<Reply, ApiError> {
         let params = Params::parse(request.uri().query())?;
-        let peer = params.credentials(request.headers())?;
+        self.leave_as(params.credentials(request.headers())?).await
+    }
+
+    async fn leave_as(&self, peer: Credentials) -> Result<Reply, ApiError> {
         let left = self.store.leave(peer).await?;
         Ok(json_response(
             StatusCode::OK,

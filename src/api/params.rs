@@ -30,6 +30,7 @@ pub struct Params {
     timeout: Option<String>,
     token: Option<String>,
     sdp_type: Option<String>,
+    leave: Option<String>,
 }
 
 /// How a POST body is to be read.
@@ -54,6 +55,7 @@ impl Params {
                 "timeout" => &mut params.timeout,
                 "token" => &mut params.token,
                 "type" => &mut params.sdp_type,
+                "leave" => &mut params.leave,
                 _ => continue,
             };
             if slot.is_some() {
@@ -143,6 +145,18 @@ impl Params {
                     })
             })
             .transpose()
+    }
+
+    /// `leave=1` on a POST: leave instead of send, for `navigator.sendBeacon`,
+    /// which can only POST.
+    pub fn leave(&self) -> Result<bool, ApiError> {
+        match self.leave.as_deref() {
+            None => Ok(false),
+            Some("1") => Ok(true),
+            Some(_) => Err(ApiError::bad_request(
+                "`leave` must be 1 (POST ...&leave=1 leaves the room, like DELETE)",
+            )),
+        }
     }
 
     /// The SDP type of an `application/sdp` body: `offer` unless told.

@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::common::{self, TestServer};
-use super::{Env, Outcome, Page, call_up, free_port, members, wait_for_port};
+use super::page::{Engine, Page};
+use super::{Env, Outcome, call_up, free_port, members, wait_for_port};
 
 pub const TURNSERVER: &str = "/usr/bin/turnserver";
 pub const TURN_CLIENT: &str = "/usr/bin/turnutils_uclient";
@@ -287,8 +288,12 @@ pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
         "http://{}/?room={room}-wrong&ice=trickle&relay=1",
         wrong_server.addr
     );
-    let (caller, callee) =
-        super::open_and_call(&env, ("wrong-caller", &url), ("wrong-callee", &url)).await?;
+    let (caller, callee) = super::open_and_call(
+        &env,
+        (Engine::Chromium, "wrong-caller", &url),
+        (Engine::Chromium, "wrong-callee", &url),
+    )
+    .await?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let summary = caller.summary().await?;
     let connected = summary["remotes"]
@@ -331,8 +336,12 @@ pub async fn call_survives_signaling_silence(env: Env) -> Outcome {
     let room = format!("quiet-{}", free_port());
     let direct = format!("http://{}/?room={room}", server.addr);
     let gated = format!("http://127.0.0.1:{}/?room={room}", gate.port);
-    let (steady, sleepy) =
-        super::open_and_call(&env, ("steady", &direct), ("sleepy", &gated)).await?;
+    let (steady, sleepy) = super::open_and_call(
+        &env,
+        (Engine::Chromium, "steady", &direct),
+        (Engine::Chromium, "sleepy", &gated),
+    )
+    .await?;
     call_up(&sleepy, &steady).await?;
     let sleepy_name = sleepy.summary().await?["peer"].clone();
 
