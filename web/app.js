@@ -559,6 +559,10 @@ window.signalDemo = {
       stats.forEach((s) => {
         if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
       });
+      // Firefox has no transport stats; it marks the pair itself.
+      stats.forEach((s) => {
+        if (!pair && s.type === 'candidate-pair' && s.selected) pair = s;
+      });
       pairs.push({
         peer: remote.peer,
         local: pair ? (stats.get(pair.localCandidateId)?.candidateType ?? null) : null,

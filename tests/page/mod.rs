@@ -289,10 +289,13 @@ impl Page {
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> Result<Value, String> {
+        // `null` until the page's module has run: in 1 of 70 runs a
+        // Chromium page answered its first script before app.js had.
         self.wait_until(
-            "return window.signalDemo.summary()",
+            "return window.signalDemo ? window.signalDemo.summary() : null",
             what,
             |summary| match summary["error"].as_str() {
+                _ if summary.is_null() => Ok(false),
                 Some(error) => Err(format!("the page reports: {error}")),
                 None => Ok(done(summary)),
             },
