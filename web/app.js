@@ -61,8 +61,6 @@ const state = {
   iceExpiresAt: Infinity,
   iceLifetime: Infinity,
   members: new Set(),
-  // Peers that went quiet (leave "expired") while we may still be in a call.
-  quiet: new Set(),
   remotes: new Map(), // peer name -> Remote
   // Messages from each peer are handled one after another, in order.
   inbox: new Map(), // peer name -> Promise
@@ -70,6 +68,14 @@ const state = {
   ended: new Map(), // peer name -> reason
   error: null,
 };
+
+/**
+ * A peer we are in a call with that is not in the room: it went quiet
+ * (leave "expired"), since a leave "left" ends the call.
+ */
+function isQuiet(peer) {
+  return state.remotes.has(peer) && !state.members.has(peer);
+}
 
 function rtcConfiguration() {
   return { iceServers: state.iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' };
@@ -436,10 +442,7 @@ async function prepare() {
 
     signal.addEventListener('peers', ({ detail }) => {
       state.members = new Set(detail.peers);
-      for (const peer of state.members) {
-        state.quiet.delete(peer);
-        signalingBack(peer);
-      }
+      for (const peer of state.members) signalingBack(peer);
       render();
       if (auto) connect();
     });
@@ -447,19 +450,15 @@ async function prepare() {
       // Possibly a quiet peer coming back under its name: the call we have
       // with it carries on (no second connection, no second tile).
       state.members.add(detail.peer);
-      state.quiet.delete(detail.peer);
       signalingBack(detail.peer);
       render();
     });
     signal.addEventListener('leave', ({ detail }) => {
       state.members.delete(detail.peer);
-      if (detail.reason === 'expired') {
-        // It stopped polling; its media may well still flow.
-        if (state.remotes.has(detail.peer)) state.quiet.add(detail.peer);
-      } else {
-        // "left", or an older server that gives no reason: it hung up.
-        endCall(detail.peer, 'it left');
-      }
+      // "expired": it stopped polling, and its media may well still flow,
+      // so the call stays (the peer is now quiet). "left", or an older
+      // server that gives no reason: it hung up.
+      if (detail.reason !== 'expired') endCall(detail.peer, 'it left');
       render();
     });
     signal.addEventListener('message', ({ detail }) => onSignal(detail.from, detail.data));
@@ -505,7 +504,7 @@ function render() {
   for (const [peer, remote] of state.remotes) {
     const connectedIn =
       remote.connectedAt === null ? '' : ` (connected in ${Math.round(remote.connectMs())} ms)`;
-    const quiet = state.quiet.has(peer) ? ' · its signaling is quiet, the call goes on' : '';
+    const quiet = isQuiet(peer) ? ' · its signaling is quiet, the call goes on' : '';
     const restarts = remote.restarts ? ` · ICE restarts: ${remote.restarts}` : '';
     lines.push(
       `${peer}: signaling ${remote.pc.signalingState} · ICE ${remote.pc.iceConnectionState}${connectedIn}${restarts}${quiet}`,
@@ -530,7 +529,7 @@ window.signalDemo = {
       peer: state.signal?.peer ?? null,
       online: state.signal?.online ?? false,
       members: [...state.members],
-      quiet: [...state.quiet],
+      quiet: [...state.remotes.keys()].filter(isQuiet),
       ended: Object.fromEntries(state.ended),
       error: state.error,
       remotes: [...state.remotes.values()].map((r) => {
@@ -558,10 +557,8 @@ window.signalDemo = {
       let pair = null;
       stats.forEach((s) => {
         if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId);
-      });
-      // Firefox has no transport stats; it marks the pair itself.
-      stats.forEach((s) => {
-        if (!pair && s.type === 'candidate-pair' && s.selected) pair = s;
+        // Firefox has no transport stats; it marks the pair itself.
+        if (s.type === 'candidate-pair' && s.selected) pair ??= s;
       });
       pairs.push({
         peer: remote.peer,

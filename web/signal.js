@@ -73,7 +73,7 @@ export class SignalClient extends EventTarget {
     this.online = false;
     this.stopped = new AbortController();
     this.sendChain = Promise.resolve();
-    this.onPageHide = () => this.leave();
+    this.onPageClose = () => this.leave();
   }
 
   url(extra = {}) {
@@ -97,7 +97,7 @@ export class SignalClient extends EventTarget {
     // lost in 4 of 10 runs (tests/browser.rs, mixed mesh), from
     // beforeunload in none of 10. A page that cancels its unload after
     // this has left the room and needs a new client.
-    for (const event of LEAVE_EVENTS) globalThis.addEventListener?.(event, this.onPageHide);
+    for (const event of LEAVE_EVENTS) globalThis.addEventListener?.(event, this.onPageClose);
     return this.joined;
   }
 
@@ -250,7 +250,7 @@ export class SignalClient extends EventTarget {
     if (!globalThis.navigator?.sendBeacon?.(beacon)) {
       fetch(this.url({ token: this.token }), { method: 'DELETE', keepalive: true }).catch(() => {});
     }
-    for (const event of LEAVE_EVENTS) globalThis.removeEventListener?.(event, this.onPageHide);
+    for (const event of LEAVE_EVENTS) globalThis.removeEventListener?.(event, this.onPageClose);
     this.stopped.abort();
   }
 }

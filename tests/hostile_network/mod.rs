@@ -13,6 +13,8 @@ use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
+use signal_relay::token::Token;
+
 use super::common::{self, TestServer};
 use super::page::{Engine, Page};
 use super::{Env, Outcome, call_up, free_port, members, wait_for_port};
@@ -202,14 +204,9 @@ async fn minted(server: &TestServer) -> Result<(String, String), String> {
     ))
 }
 
+/// 128 random bits, as the server's own tokens are made.
 fn random_secret() -> String {
-    format!("secret-{}-{:x}", std::process::id(), rand_u64())
-}
-
-fn rand_u64() -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("randomness");
-    u64::from_le_bytes(bytes)
+    Token::generate().expose().to_owned()
 }
 
 /// Waits until every page's selected candidate pair is relay on both ends.
