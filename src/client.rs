@@ -16,10 +16,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use crate::token::Token;
+pub use crate::wire::{Batch, Message, Receipt};
+use crate::wire::{ErrorBody, HEALTH_PATH, RoomEvent, SIGNAL_PATH, header, query};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -65,38 +66,11 @@ impl Client {
     pub async fn health(&self) -> Result<(), ClientError> {
         let response = self
             .http
-            .get(format!("{}/healthz", self.base))
+            .get(format!("{}{HEALTH_PATH}", self.base))
             .send()
             .await?;
         check(response).await.map(drop)
     }
-}
-
-/// One message of a batch.
-#[derive(Debug, Deserialize)]
-pub struct Message {
-    pub seq: u64,
-    /// The sender, or `None` for a room event.
-    pub from: Option<String>,
-    /// The JSON object as sent, unparsed.
-    pub data: Box<RawValue>,
-}
-
-/// The answer to a poll.
-#[derive(Debug, Deserialize)]
-pub struct Batch {
-    pub messages: Vec<Message>,
-    pub next: u64,
-    pub epoch: String,
-    #[serde(default)]
-    pub reset: bool,
-}
-
-/// The answer to a send.
-#[derive(Debug, Deserialize, PartialEq, Eq)]
-pub struct Receipt {
-    pub delivered: Vec<String>,
-    pub queued: bool,
 }
 
 /// One peer of one room: its token (offered by us, so the first request
@@ -134,8 +108,12 @@ impl Peer {
 
     fn url(&self) -> String {
         format!(
-            "{}/signal?room={}&peer={}",
-            self.client.base, self.room, self.name
+            "{}{SIGNAL_PATH}?{}={}&{}={}",
+            self.client.base,
+            query::ROOM,
+            self.room,
+            query::PEER,
+            self.name
         )
     }
 
@@ -144,33 +122,31 @@ impl Peer {
     pub async fn join(&mut self) -> Result<Vec<String>, ClientError> {
         let batch = self.poll(Duration::ZERO).await?;
         let first = batch.messages.first().ok_or(ClientError::NoPeersEvent)?;
-        #[derive(Deserialize)]
-        struct Peers {
-            peers: Vec<String>,
+        match RoomEvent::parse(&first.data) {
+            Some(RoomEvent::Peers { peers }) => Ok(peers.iter().map(|p| p.to_string()).collect()),
+            _ => Err(ClientError::NoPeersEvent),
         }
-        let peers: Peers =
-            serde_json::from_str(first.data.get()).map_err(|_| ClientError::NoPeersEvent)?;
-        Ok(peers.peers)
     }
 
     /// Polls from the cursor, parking up to `wait`; on success the cursor
     /// moves past the batch (acknowledging it on the next poll).
     pub async fn poll(&mut self, wait: Duration) -> Result<Batch, ClientError> {
         let mut url = format!(
-            "{}&since={}&timeout={}",
+            "{}&{}={}&{}={}",
             self.url(),
+            query::SINCE,
             self.since,
+            query::TIMEOUT,
             wait.as_secs_f64()
         );
         if let Some(epoch) = &self.epoch {
-            url.push_str("&epoch=");
-            url.push_str(epoch);
+            url.push_str(&format!("&{}={epoch}", query::EPOCH));
         }
         let response = self
             .client
             .http
             .get(url)
-            .header("X-Peer-Token", &self.token)
+            .header(header::PEER_TOKEN, &self.token)
             .send()
             .await?;
         let body = check(response).await?;
@@ -179,7 +155,7 @@ impl Peer {
             message: format!("unreadable batch: {e}"),
         })?;
         self.since = batch.next;
-        self.epoch = Some(batch.epoch.clone());
+        self.epoch = Some(batch.epoch.to_string());
         Ok(batch)
     }
 
@@ -200,14 +176,13 @@ impl Peer {
     pub async fn send_json(&self, to: Option<&str>, json: Bytes) -> Result<Receipt, ClientError> {
         let mut url = self.url();
         if let Some(to) = to {
-            url.push_str("&to=");
-            url.push_str(to);
+            url.push_str(&format!("&{}={to}", query::TO));
         }
         let response = self
             .client
             .http
             .post(url)
-            .header("X-Peer-Token", &self.token)
+            .header(header::PEER_TOKEN, &self.token)
             .header("Content-Type", "application/json")
             .body(json)
             .send()
@@ -225,7 +200,7 @@ impl Peer {
             .client
             .http
             .delete(self.url())
-            .header("X-Peer-Token", &self.token)
+            .header(header::PEER_TOKEN, &self.token)
             .send()
             .await?;
         check(response).await.map(drop)
@@ -238,10 +213,6 @@ async fn check(response: reqwest::Response) -> Result<Bytes, ClientError> {
     let body = response.bytes().await?;
     if status.is_success() {
         return Ok(body);
-    }
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
     }
     let message = serde_json::from_slice::<ErrorBody>(&body)
         .map(|e| e.error)

@@ -5,6 +5,7 @@
 //! mailboxes: `POST /signal` to send, `GET /signal` with a cursor to
 //! long-poll. The wire protocol is specified in `docs/protocol.md`.
 //!
+//! - [`wire`]: the protocol's paths, parameters, headers and bodies, declared once;
 //! - [`store`]: rooms, mailboxes and delivery rules, behind the [`store::Store`] trait;
 //! - [`api`]: HTTP routes, parsing and formatting over a store;
 //! - [`server`]: sockets, TLS, connections and graceful shutdown;
@@ -23,6 +24,7 @@ pub mod tls;
 pub mod token;
 pub mod turn;
 pub mod web;
+pub mod wire;
 
 pub use config::Config;
 pub use server::Server;

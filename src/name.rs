@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Longest allowed room or peer name, in bytes (all allowed characters are ASCII).
 pub const MAX_NAME_LEN: usize = 64;
@@ -72,6 +72,15 @@ impl Borrow<str> for Name {
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A name read from JSON is validated like one in a query, so a client of
+/// the protocol never holds a name the server could not have sent.
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Name, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Name::parse(&text).map_err(|e| serde::de::Error::custom(format!("a name that {e}")))
     }
 }
 

@@ -5,10 +5,11 @@
 
 mod common;
 
+use signal_relay::wire::header;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{TestServer, parsed};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
@@ -64,12 +65,12 @@ async fn a_proxy_cutting_every_poll_loses_nothing() {
     while received.len() < 10 && Instant::now() < deadline {
         // A cut poll is an error for the client, which polls again from
         // the same cursor, as signal.js does.
-        let Ok((_, body)) = receiver.try_poll(5.0).await else {
+        let Ok((_, Ok(batch))) = receiver.try_poll(5.0).await else {
             cut += 1;
             continue;
         };
-        for message in body["messages"].as_array().unwrap() {
-            received.push(message["data"]["n"].as_u64().unwrap());
+        for message in &batch.messages {
+            received.push(parsed(message)["n"].as_u64().unwrap());
         }
     }
     sending.await.unwrap();
@@ -114,7 +115,7 @@ async fn shutdown_under_load_swallows_nothing_silently() {
                 let reply = sender
                     .client
                     .post(&url)
-                    .header("X-Peer-Token", &token)
+                    .header(header::PEER_TOKEN, &token)
                     .json(&json!({ "n": n }))
                     .send()
                     .await;
@@ -132,14 +133,14 @@ async fn shutdown_under_load_swallows_nothing_silently() {
             let mut saw_reset = false;
             // Until an error, or a new server already up (a reset): then
             // this incarnation is over.
-            while let Ok((StatusCode::OK, body)) = receiver.try_poll(1.0).await {
-                if body["reset"] == true {
+            while let Ok((StatusCode::OK, Ok(batch))) = receiver.try_poll(1.0).await {
+                if batch.reset {
                     saw_reset = true;
                     break;
                 }
-                for m in body["messages"].as_array().unwrap() {
-                    if m["from"] == "bob" {
-                        received.push(m["data"]["n"].as_u64().unwrap());
+                for m in &batch.messages {
+                    if common::sender(m) == Some("bob") {
+                        received.push(parsed(m)["n"].as_u64().unwrap());
                     }
                 }
             }
@@ -180,9 +181,10 @@ async fn shutdown_under_load_swallows_nothing_silently() {
             }
             let (status, body) = reply.expect("the new server answers");
             assert_eq!(status, StatusCode::OK);
-            assert_eq!(
-                body["reset"], true,
-                "the new server must say the cursor is gone: {body}"
+            let batch = body.expect("a batch");
+            assert!(
+                batch.reset,
+                "the new server must say the cursor is gone: {batch:?}"
             );
         }
     }

@@ -3,9 +3,10 @@
 
 mod common;
 
+use signal_relay::wire::header;
 use std::time::Duration;
 
-use common::{Backend, client};
+use common::{Backend, client, sender};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -133,7 +134,7 @@ async fn wrong_token_is_403(store: Backend) {
     server.peer("r", "alice").join().await;
     let reply = client()
         .get(server.url("/signal?room=r&peer=alice&timeout=0"))
-        .header("X-Peer-Token", "not-alices-token-at-all")
+        .header(header::PEER_TOKEN, "not-alices-token-at-all")
         .send()
         .await
         .unwrap();
@@ -256,11 +257,11 @@ async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
     assert_eq!(reply.headers()["retry-after"], "1");
     let message = expect_error(reply, StatusCode::TOO_MANY_REQUESTS).await;
     assert!(message.contains("mailbox of c is full"), "{message}");
-    let b_got: Vec<Value> = b
+    let b_got: Vec<_> = b
         .poll(0.0)
         .await
         .into_iter()
-        .filter(|m| m["from"] == "a")
+        .filter(|m| sender(m) == Some("a"))
         .collect();
     assert!(b_got.is_empty(), "all or nothing: {b_got:?}");
     // Once c polls, the retry goes through.
@@ -279,12 +280,12 @@ async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
     b.join().await;
     let parked = tokio::spawn(async move { a.poll_raw(5.0).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, body) = b.poll_raw(5.0).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("parked polls"));
+    let (status, error) = b.poll_error(5.0).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert!(error.contains("parked polls"), "{error}");
     let reply = client()
         .get(b.signal_url(&format!("&since={}&timeout=5", b.since)))
-        .header("X-Peer-Token", b.token.clone().unwrap())
+        .header(header::PEER_TOKEN, b.token.clone().unwrap())
         .send()
         .await
         .unwrap();

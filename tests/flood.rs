@@ -4,10 +4,11 @@
 
 mod common;
 
+use signal_relay::wire::header;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{Peer, TestServer};
+use common::{Peer, TestServer, parsed};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 
@@ -80,7 +81,12 @@ async fn floods_from_one_address_do_not_starve_another() {
             for guess in 0..300u32 {
                 let url = format!("{base}/signal?room=victim-room&peer=victim&timeout=0");
                 let token = format!("{guess:032x}");
-                if let Ok(r) = attacker.get(url).header("X-Peer-Token", token).send().await {
+                if let Ok(r) = attacker
+                    .get(url)
+                    .header(header::PEER_TOKEN, token)
+                    .send()
+                    .await
+                {
                     assert_ne!(r.status(), StatusCode::OK, "a guessed token worked");
                     tally(r.status());
                 }
@@ -127,10 +133,10 @@ async fn floods_from_one_address_do_not_starve_another() {
         let started = Instant::now();
         alice.send_ok(Some("bob"), &json!({ "n": n })).await;
         let got = bob.poll(10.0).await;
-        assert_eq!(got.last().unwrap()["data"]["n"], n);
+        assert_eq!(parsed(got.last().unwrap())["n"], n);
         bob.send_ok(Some("alice"), &json!({ "echo": n })).await;
         let back = alice.poll(10.0).await;
-        assert_eq!(back.last().unwrap()["data"]["echo"], n);
+        assert_eq!(parsed(back.last().unwrap())["echo"], n);
         rtts.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

@@ -6,6 +6,7 @@
 //!
 //! `SIGNAL_FUZZ_CASES` sets the case count (CI runs the default, 4000).
 
+use signal_relay::wire::header;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,8 +185,8 @@ fn check(input: Input) -> Result<bool, TestCaseError> {
         builder = builder.header("content-type", ct.as_str());
     }
     for (name, value) in [
-        ("x-peer-token", &token),
-        ("idempotency-key", &idempotency_key),
+        (header::PEER_TOKEN, &token),
+        (header::IDEMPOTENCY_KEY, &idempotency_key),
     ] {
         if let Some(Ok(value)) = value
             .as_ref()

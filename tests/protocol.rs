@@ -3,9 +3,10 @@
 
 mod common;
 
+use signal_relay::wire::header;
 use std::time::{Duration, Instant};
 
-use common::{Backend, client, data, metric};
+use common::{Backend, client, data, metric, parsed, receipt as receipt_of, sender};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -25,11 +26,11 @@ async fn a_parked_poll_is_woken_by_a_post(store: Backend) {
     );
     let offer = json!({"type": "offer", "sdp": "v=0"});
     let receipt = bob.send_ok(Some("alice"), &offer).await;
-    assert_eq!(receipt, json!({"delivered": ["alice"], "queued": false}));
+    assert_eq!(receipt, receipt_of(&["alice"], false));
     let (messages, waited) = parked.await.unwrap();
     assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0]["from"], "bob");
-    assert_eq!(messages[0]["data"], offer);
+    assert_eq!(sender(&messages[0]), Some("bob"));
+    assert_eq!(parsed(&messages[0]), offer);
     // Woken by the message, not by its 20 s timeout.
     assert!(waited < Duration::from_secs(10), "{waited:?}");
 }
@@ -40,12 +41,12 @@ async fn a_poll_with_nothing_times_out_with_an_empty_batch(store: Backend) {
     alice.join().await;
     let cursor = alice.since;
     let started = Instant::now();
-    let (status, body) = alice.poll_raw(0.3).await;
+    let (status, body) = alice.poll_batch(0.3).await;
     assert_eq!(status, StatusCode::OK);
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert_eq!(body["messages"], json!([]));
-    assert_eq!(body["next"], cursor, "an empty batch leaves the cursor");
-    assert!(body.get("reset").is_none(), "{body}");
+    assert!(body.messages.is_empty());
+    assert_eq!(body.next, cursor, "an empty batch leaves the cursor");
+    assert!(!body.reset, "{body:?}");
 }
 
 async fn the_server_clamps_a_long_timeout(store: Backend) {
@@ -70,14 +71,15 @@ async fn acknowledging_frees_and_a_repeated_cursor_redelivers(store: Backend) {
     }
     let cursor = alice.since;
     let first = alice.poll(0.0).await;
-    let seqs: Vec<u64> = first.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = first.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [2, 3, 4, 5], "`join bob` then three messages");
 
     // The reply was lost: the client polls with the old cursor again.
     alice.since = cursor;
     let again = alice.poll(0.0).await;
     assert_eq!(
-        again, first,
+        data(&again),
+        data(&first),
         "at-least-once: everything after the cursor again"
     );
 
@@ -87,9 +89,9 @@ async fn acknowledging_frees_and_a_repeated_cursor_redelivers(store: Backend) {
     assert_eq!(data(&rest), [json!({"n": 3})]);
     // And seq 3 is gone for good: asking for it is a reset, not a gap.
     alice.since = 2;
-    let (_, body) = alice.poll_raw(0.0).await;
-    assert_eq!(body["reset"], true);
-    assert_eq!(body["next"], 5);
+    let (_, body) = alice.poll_batch(0.0).await;
+    assert!(body.reset);
+    assert_eq!(body.next, 5);
 }
 
 async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
@@ -102,15 +104,15 @@ async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
         p.join().await;
     }
     let receipt = peers[0].send_ok(None, &json!({"m": "all"})).await;
-    assert_eq!(receipt, json!({"delivered": ["b", "c"], "queued": false}));
+    assert_eq!(receipt, receipt_of(&["b", "c"], false));
     let receipt = peers[0].send_ok(Some("c"), &json!({"m": "c only"})).await;
-    assert_eq!(receipt, json!({"delivered": ["c"], "queued": false}));
+    assert_eq!(receipt, receipt_of(&["c"], false));
 
-    let from_a = |messages: Vec<Value>| -> Vec<Value> {
+    let from_a = |messages: Vec<signal_relay::wire::Message>| -> Vec<Value> {
         messages
             .into_iter()
-            .filter(|m| m["from"] == "a")
-            .map(|m| m["data"]["m"].clone())
+            .filter(|m| sender(m) == Some("a"))
+            .map(|m| parsed(&m)["m"].clone())
             .collect()
     };
     assert_eq!(from_a(peers[1].poll(0.0).await), [json!("all")]);
@@ -119,7 +121,7 @@ async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
         [json!("all"), json!("c only")]
     );
     let own = peers[0].poll(0.0).await;
-    assert!(own.iter().all(|m| m["from"].is_null()), "no echo: {own:?}");
+    assert!(own.iter().all(|m| sender(m).is_none()), "no echo: {own:?}");
 }
 
 async fn the_backlog_goes_to_the_next_joiner(store: Backend) {
@@ -128,16 +130,16 @@ async fn the_backlog_goes_to_the_next_joiner(store: Backend) {
     alice.join().await;
     let offer = json!({"type": "offer", "sdp": "v=0"});
     let receipt = alice.send_ok(None, &offer).await;
-    assert_eq!(receipt, json!({"delivered": [], "queued": true}));
+    assert_eq!(receipt, receipt_of(&[], true));
 
     let mut bob = server.peer("r", "bob");
     let first = bob.poll(0.0).await;
     assert_eq!(
-        first[0]["data"],
+        parsed(&first[0]),
         json!({"type": "peers", "peers": ["alice"]})
     );
-    assert_eq!(first[1]["from"], "alice");
-    assert_eq!(first[1]["data"], offer);
+    assert_eq!(sender(&first[1]), Some("alice"));
+    assert_eq!(parsed(&first[1]), offer);
 
     let mut carol = server.peer("r", "carol");
     assert_eq!(
@@ -154,8 +156,8 @@ async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
     assert!(alice.join().await.is_empty());
     assert_eq!(bob.join().await, ["alice"]);
     let events = alice.poll(0.0).await;
-    assert_eq!(events[0]["from"], Value::Null);
-    assert_eq!(events[0]["data"], json!({"type": "join", "peer": "bob"}));
+    assert_eq!(sender(&events[0]), None);
+    assert_eq!(parsed(&events[0]), json!({"type": "join", "peer": "bob"}));
 
     // bob falls silent; alice keeps polling (a parked poll counts as alive,
     // even one longer than the TTL).
@@ -231,12 +233,9 @@ async fn tokens_are_required_and_checked(store: Backend) {
 
     // Someone else using alice's name: without the token, with a wrong one.
     let mut mallory = server.peer("r", "alice");
-    let (status, body) = mallory.poll_raw(0.0).await;
+    let (status, error) = mallory.poll_error(0.0).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(
-        body["error"].as_str().unwrap().contains("X-Peer-Token"),
-        "{body}"
-    );
+    assert!(error.contains("X-Peer-Token"), "{error}");
     mallory.token = Some("0123456789abcdef0123456789abcdef".into());
     assert_eq!(mallory.poll_raw(0.0).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
@@ -261,7 +260,7 @@ async fn tokens_are_required_and_checked(store: Backend) {
         .unwrap();
     assert_eq!(by_query.status(), StatusCode::OK);
     assert!(
-        by_query.headers().get("x-peer-token").is_none(),
+        by_query.headers().get(header::PEER_TOKEN).is_none(),
         "only on creation"
     );
 }
@@ -271,9 +270,9 @@ async fn an_offered_token_is_adopted(store: Backend) {
     let mut alice = server.peer("r", "alice");
     alice.token = Some("alice-chose-this-secret".into());
     let receipt = alice.send_ok(None, &json!({"hello": 1})).await;
-    assert_eq!(receipt["queued"], true, "a first POST joins and queues");
+    assert!(receipt.queued, "a first POST joins and queues");
     assert_eq!(alice.token.as_deref(), Some("alice-chose-this-secret"));
-    assert_eq!(alice.poll(0.0).await[0]["data"]["type"], "peers");
+    assert_eq!(parsed(&alice.poll(0.0).await[0])["type"], "peers");
 }
 
 async fn a_second_poll_ends_the_first(store: Backend) {
@@ -286,12 +285,12 @@ async fn a_second_poll_ends_the_first(store: Backend) {
     second.epoch = first.epoch.clone();
 
     let started = Instant::now();
-    let parked = tokio::spawn(async move { first.poll_raw(20.0).await });
+    let parked = tokio::spawn(async move { first.poll_batch(20.0).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let newer = tokio::spawn(async move { second.poll_raw(0.5).await });
+    let newer = tokio::spawn(async move { second.poll_batch(0.5).await });
     let (status, body) = parked.await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["messages"], json!([]));
+    assert!(body.messages.is_empty());
     assert!(started.elapsed() < Duration::from_secs(10), "ended early");
     assert_eq!(newer.await.unwrap().0, StatusCode::OK);
 }
@@ -303,7 +302,7 @@ async fn a_poll_whose_client_hung_up_loses_nothing(store: Backend) {
     let url = alice.signal_url(&format!("&since={}&timeout=20", alice.since));
     let abandoned = client()
         .get(url)
-        .header("X-Peer-Token", alice.token.clone().unwrap())
+        .header(header::PEER_TOKEN, alice.token.clone().unwrap())
         .timeout(Duration::from_millis(200))
         .send()
         .await;
@@ -320,24 +319,22 @@ async fn a_foreign_epoch_resets(store: Backend) {
     let old_epoch = alice.epoch.clone().unwrap();
     // alice's connection drops for longer than the TTL: she expires.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (status, body) = alice.poll_raw(0.0).await;
+    let (status, body) = alice.poll_batch(0.0).await;
     assert_eq!(
         status,
         StatusCode::OK,
-        "her own token re-creates her: {body}"
+        "her own token re-creates her: {body:?}"
     );
-    assert_eq!(body["reset"], true, "{body}");
-    assert_ne!(body["epoch"], old_epoch.as_str());
+    assert!(body.reset, "{body:?}");
+    assert_ne!(&*body.epoch, old_epoch.as_str());
     assert_eq!(
-        body["messages"][0]["data"]["type"], "peers",
+        parsed(&body.messages[0])["type"],
+        "peers",
         "nothing skipped"
     );
-    assert_eq!(body["next"], 1);
-    let (_, calm) = alice.poll_raw(0.0).await;
-    assert!(
-        calm.get("reset").is_none(),
-        "the new cursor is honoured: {calm}"
-    );
+    assert_eq!(body.next, 1);
+    let (_, calm) = alice.poll_batch(0.0).await;
+    assert!(!calm.reset, "the new cursor is honoured: {calm:?}");
 }
 
 async fn a_restarted_server_resets_its_clients(store: Backend) {
@@ -350,12 +347,12 @@ async fn a_restarted_server_resets_its_clients(store: Backend) {
 
     let second = store.start(&[]).await;
     alice.base = second.base.clone();
-    let (status, body) = alice.poll_raw(0.0).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["reset"], true);
-    assert_ne!(Some(body["epoch"].as_str().unwrap().to_owned()), old_epoch);
+    let (status, body) = alice.poll_batch(0.0).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    assert!(body.reset);
+    assert_ne!(Some(body.epoch.to_string()), old_epoch);
     assert!(old_cursor > 0);
-    assert_eq!(body["messages"][0]["data"]["type"], "peers");
+    assert_eq!(parsed(&body.messages[0])["type"], "peers");
 }
 
 async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
@@ -363,9 +360,9 @@ async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     alice.since = 999;
-    let (_, body) = alice.poll_raw(0.0).await;
-    assert_eq!(body["reset"], true);
-    assert_eq!(body["next"], 1);
+    let (_, body) = alice.poll_batch(0.0).await;
+    assert!(body.reset);
+    assert_eq!(body.next, 1);
 }
 
 async fn an_idempotent_retry_is_stored_once(store: Backend) {
@@ -378,8 +375,8 @@ async fn an_idempotent_retry_is_stored_once(store: Backend) {
         alice
             .client
             .post(alice.signal_url(""))
-            .header("X-Peer-Token", alice.token.clone().unwrap())
-            .header("Idempotency-Key", key)
+            .header(header::PEER_TOKEN, alice.token.clone().unwrap())
+            .header(header::IDEMPOTENCY_KEY, key)
             .json(&json!({"type": "offer", "sdp": "v=0"}))
     };
     let first = post("offer-1").send().await.unwrap();
@@ -396,7 +393,7 @@ async fn an_idempotent_retry_is_stored_once(store: Backend) {
         .poll(0.0)
         .await
         .into_iter()
-        .filter(|m| m["from"] == "alice")
+        .filter(|m| sender(m) == Some("alice"))
         .count();
     assert_eq!(offers, 2, "offer-1 once, offer-2 once");
 }
@@ -412,7 +409,7 @@ async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
         // RTCSessionDescription.toJSON().
         let raw = client()
             .get(alice.signal_url(&format!("&since={}&timeout=0", alice.since)))
-            .header("X-Peer-Token", alice.token.clone().unwrap())
+            .header(header::PEER_TOKEN, alice.token.clone().unwrap())
             .send()
             .await
             .unwrap()
@@ -424,7 +421,7 @@ async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
             "{raw}"
         );
         let messages = alice.poll(0.0).await;
-        assert_eq!(messages[0]["data"], json!({"type": kind, "sdp": sdp}));
+        assert_eq!(parsed(&messages[0]), json!({"type": kind, "sdp": sdp}));
     }
 }
 
@@ -484,7 +481,7 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backen
     let methods = headers["access-control-allow-methods"].to_str().unwrap();
     assert!(methods.contains("POST") && methods.contains("GET"));
     let allowed = headers["access-control-allow-headers"].to_str().unwrap();
-    assert!(allowed.contains("x-peer-token") && allowed.contains("content-type"));
+    assert!(allowed.contains(header::PEER_TOKEN) && allowed.contains("content-type"));
 
     let reply = client()
         .get(server.url("/signal?room=r&peer=a&timeout=0"))
@@ -499,7 +496,7 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backen
     let exposed = reply.headers()["access-control-expose-headers"]
         .to_str()
         .unwrap();
-    assert!(exposed.contains("x-peer-token"));
+    assert!(exposed.contains(header::PEER_TOKEN));
 
     let stranger = client()
         .get(server.url("/signal?room=r&peer=b&timeout=0"))

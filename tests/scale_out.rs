@@ -5,6 +5,7 @@
 
 mod common;
 
+use signal_relay::wire::{Message, header};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -29,7 +30,7 @@ fn via(peer: &mut Peer, server: &TestServer) {
 }
 
 /// Parks a poll (on whatever instance the peer points at) in the background.
-fn park(mut peer: Peer, timeout: f64) -> tokio::task::JoinHandle<(Peer, Vec<Value>, Instant)> {
+fn park(mut peer: Peer, timeout: f64) -> tokio::task::JoinHandle<(Peer, Vec<Message>, Instant)> {
     tokio::spawn(async move {
         let messages = peer.poll(timeout).await;
         (peer, messages, Instant::now())
@@ -111,7 +112,7 @@ async fn each_request_of_an_exchange_can_land_on_another_instance() {
     let first = tokio::spawn(async move {
         let reply = client
             .get(stale)
-            .header("x-peer-token", token)
+            .header(header::PEER_TOKEN, token)
             .send()
             .await
             .unwrap();
@@ -215,11 +216,12 @@ async fn an_instance_killed_mid_exchange_loses_nothing() {
     }
     bob.base = b.base.clone();
     let (status, body) = bob.poll_raw(1.0).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body.get("reset"), None, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let batch = body.expect("a batch");
+    assert!(!batch.reset, "{batch:?}");
     assert_eq!(bob.epoch, epoch);
     assert_eq!(
-        data(body["messages"].as_array().unwrap()),
+        data(&batch.messages),
         [json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]
     );
 }
@@ -281,12 +283,12 @@ async fn a_restarted_redis_loses_nothing_acknowledged_and_the_instances_recover(
     // bob, through the other instance, gets both, in order, no reset.
     via(&mut bob, b);
     let (status, body) = bob.poll_raw(1.0).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body.get("reset"), None, "{body}");
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let batch = body.expect("a batch");
+    assert!(!batch.reset, "{batch:?}");
     assert_eq!(bob.epoch, epoch);
-    let messages = body["messages"].as_array().unwrap();
-    assert_eq!(messages[0]["seq"], since + 1);
-    assert_eq!(data(messages), [json!({"n": 1}), json!({"n": 2})]);
+    assert_eq!(batch.messages[0].seq, since + 1);
+    assert_eq!(data(&batch.messages), [json!({"n": 1}), json!({"n": 2})]);
 }
 
 fn park_raw(
@@ -297,7 +299,7 @@ fn park_raw(
         let reply = peer
             .client
             .get(peer.poll_url(timeout))
-            .header("x-peer-token", peer.token.take().unwrap())
+            .header(header::PEER_TOKEN, peer.token.take().unwrap())
             .send()
             .await
             .unwrap();
@@ -313,8 +315,8 @@ fn park_raw(
 async fn send_with_key(peer: &Peer, to: &str, body: &Value, key: &str) -> reqwest::Response {
     peer.client
         .post(peer.signal_url(&format!("&to={to}")))
-        .header("x-peer-token", peer.token.clone().unwrap())
-        .header("idempotency-key", key)
+        .header(header::PEER_TOKEN, peer.token.clone().unwrap())
+        .header(header::IDEMPOTENCY_KEY, key)
         .json(body)
         .send()
         .await

@@ -4,6 +4,7 @@
 
 mod common;
 
+use signal_relay::wire::header;
 use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
@@ -110,20 +111,26 @@ async fn http2_over_tls_carries_a_whole_exchange() {
 
     let alice = get("alice", "&timeout=0").send().await.unwrap();
     assert_eq!(alice.version(), Version::HTTP_2, "ALPN chose h2");
-    let alice_token = alice.headers()["x-peer-token"].to_str().unwrap().to_owned();
+    let alice_token = alice.headers()[header::PEER_TOKEN]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let bob = get("bob", "&timeout=0").send().await.unwrap();
-    let bob_token = bob.headers()["x-peer-token"].to_str().unwrap().to_owned();
+    let bob_token = bob.headers()[header::PEER_TOKEN]
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     // alice parks on one stream while bob posts on another of the same
     // connection: HTTP/2 multiplexing, no head-of-line blocking.
     let parked = get("alice", "&since=2&timeout=20")
-        .header("X-Peer-Token", &alice_token)
+        .header(header::PEER_TOKEN, &alice_token)
         .send();
     let post = async {
         tokio::time::sleep(Duration::from_millis(200)).await;
         client
             .post(format!("{base}/signal?room=r&peer=bob&to=alice"))
-            .header("X-Peer-Token", &bob_token)
+            .header(header::PEER_TOKEN, &bob_token)
             .json(&json!({"type": "offer", "sdp": "v=0"}))
             .send()
             .await
@@ -256,7 +263,7 @@ async fn graceful_shutdown_answers_a_parked_poll() {
     let server = TestServer::start(&[]).await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
-    let parked = tokio::spawn(async move { alice.poll_raw(20.0).await });
+    let parked = tokio::spawn(async move { alice.poll_batch(20.0).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let addr = server.addr;
@@ -265,7 +272,7 @@ async fn graceful_shutdown_answers_a_parked_poll() {
     let stopped_in = started.elapsed();
     let (status, body) = parked.await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["messages"], json!([]), "an empty batch, cursor intact");
+    assert!(body.messages.is_empty(), "an empty batch, cursor intact");
     assert!(stopped_in < Duration::from_secs(2), "{stopped_in:?}");
     assert!(
         client()
@@ -296,14 +303,14 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
 
     let mut alice = server.peer("r", "alice");
     alice.join().await;
-    let parked = tokio::spawn(async move { alice.poll_raw(20.0).await });
+    let parked = tokio::spawn(async move { alice.poll_batch(20.0).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let started = Instant::now();
     server.terminate();
     let (status, body) = parked.await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["messages"], json!([]));
+    assert!(body.messages.is_empty());
     let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
         .await
         .expect("the process exits")
@@ -347,7 +354,7 @@ async fn logs_never_carry_tokens_or_session_descriptions() {
     // A wrong token too: the refusal must not echo what was presented.
     let wrong = client()
         .get(format!("{base}/signal?room=logged&peer=alice&timeout=0"))
-        .header("X-Peer-Token", "mallory-guessed-token-0")
+        .header(header::PEER_TOKEN, "mallory-guessed-token-0")
         .send()
         .await
         .unwrap();

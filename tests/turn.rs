@@ -18,7 +18,11 @@ const UDP: &str = "turn:127.0.0.1:3478?transport=udp";
 const TCP: &str = "turn:127.0.0.1:3478?transport=tcp";
 
 async fn turn_server(extra: &[&str]) -> TestServer {
-    let secret_file = std::env::temp_dir().join(format!("turn-secret-{}", std::process::id()));
+    // One file per server: the tests of this binary run at once, and one
+    // removing a shared file would pull it from under another's start.
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let secret_file = std::env::temp_dir().join(format!("turn-secret-{}-{n}", std::process::id()));
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let mut flags = vec![
         "--ice-server",

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::admission::Refusal;
 use crate::store::StoreError;
+use crate::wire::ErrorBody;
 
 /// Seconds a client should wait before retrying a 429: a recipient's
 /// mailbox drains as soon as it polls, which is within one round trip.
@@ -63,14 +64,10 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            error: &'a str,
-        }
         let mut response = json_response(
             self.status,
-            &Body {
-                error: &self.message,
+            &ErrorBody {
+                error: self.message,
             },
         );
         let headers = response.headers_mut();

@@ -25,10 +25,11 @@ use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 use crate::admission::{Admission, PollSlot, Refusal};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::name::Name;
-use crate::store::{Batch, Credentials, Envelope, Payload, PollRequest, SendRequest, Store};
+use crate::store::{Credentials, PollRequest, Polled, SendRequest, Store};
 use crate::token::Token;
 use crate::turn::TurnMinter;
 use crate::web;
+use crate::wire::{self, Health, IceConfig, Left, Payload};
 
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
 pub const SIGNAL_METHODS: &str = "GET, POST, DELETE, OPTIONS";
@@ -92,8 +93,8 @@ impl<S: Store> Api<S> {
         // CORS headers: a cross-origin page must be able to read a 429's
         // Retry-After as much as a batch.
         let method = request.method();
-        let signal = request.uri().path() == "/signal";
-        let api = signal || (request.uri().path() == "/config" && is_read(method));
+        let signal = request.uri().path() == wire::SIGNAL_PATH;
+        let api = signal || (request.uri().path() == wire::CONFIG_PATH && is_read(method));
         let preflight = signal && method == Method::OPTIONS;
         let origin = if api {
             Cors::origin(request.headers())
@@ -143,12 +144,12 @@ impl<S: Store> Api<S> {
         peer: SocketAddr,
     ) -> Result<Option<PollSlot>, Refusal> {
         let path = request.uri().path();
-        if path == "/healthz" || path == "/metrics" {
+        if path == wire::HEALTH_PATH || path == wire::METRICS_PATH {
             return Ok(None);
         }
         let client = self.admission.client_ip(peer, request.headers());
         self.admission.check_rate(client)?;
-        if path == "/signal" && request.method() == Method::GET {
+        if path == wire::SIGNAL_PATH && request.method() == Method::GET {
             return self.admission.open_poll(client).map(Some);
         }
         Ok(None)
@@ -161,7 +162,7 @@ impl<S: Store> Api<S> {
     {
         let method = request.method().clone();
         match request.uri().path() {
-            "/metrics" if is_read(&method) => {
+            wire::METRICS_PATH if is_read(&method) => {
                 let mut reply = Response::new(Full::new(Bytes::from(
                     self.metrics.encode(self.store.stats().await),
                 )));
@@ -171,23 +172,33 @@ impl<S: Store> Api<S> {
                 );
                 reply
             }
-            "/config" if is_read(&method) => self
+            wire::CONFIG_PATH if is_read(&method) => self
                 .config(request.uri().query())
                 .unwrap_or_else(ApiError::into_response),
-            "/signal" => self
+            wire::SIGNAL_PATH => self
                 .signal(request)
                 .await
                 .unwrap_or_else(ApiError::into_response),
-            "/healthz" if is_read(&method) => {
-                json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
-            }
+            wire::HEALTH_PATH if is_read(&method) => json_response(
+                StatusCode::OK,
+                &Health {
+                    status: "ok".into(),
+                },
+            ),
             // Boxed, like POST below: file reading must not size every
             // request's future, parked polls included.
             path if is_read(&method) => Box::pin(web::serve(&self.settings.web_dir, path))
                 .await
                 .unwrap_or_else(ApiError::into_response),
             path => {
-                let error = if ["/healthz", "/config", "/metrics", "/"].contains(&path) {
+                let error = if [
+                    wire::HEALTH_PATH,
+                    wire::CONFIG_PATH,
+                    wire::METRICS_PATH,
+                    "/",
+                ]
+                .contains(&path)
+                {
                     ApiError::method_not_allowed(&method, STATIC_METHODS)
                 } else {
                     ApiError::not_found(format!(
@@ -240,10 +251,7 @@ impl<S: Store> Api<S> {
                 )
             })?);
         }
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({ "iceServers": ice_servers }),
-        ))
+        Ok(json_response(StatusCode::OK, &IceConfig { ice_servers }))
     }
 
     /// `GET /signal`: long-poll the peer's mailbox.
@@ -263,9 +271,12 @@ impl<S: Store> Api<S> {
         // A parked poll should hold only what it needs: the request's
         // headers share hyper's read buffer, so let them go now.
         drop(request);
-        let batch = self.store.poll(poll).await?;
-        let mut reply = json_response(StatusCode::OK, &BatchBody::from(&batch));
-        attach_token(&mut reply, batch.issued_token.as_ref());
+        let Polled {
+            batch,
+            issued_token,
+        } = self.store.poll(poll).await?;
+        let mut reply = json_response(StatusCode::OK, &batch);
+        attach_token(&mut reply, issued_token.as_ref());
         Ok(reply)
     }
 
@@ -316,10 +327,7 @@ impl<S: Store> Api<S> {
 
     async fn leave_as(&self, peer: Credentials) -> Result<Reply, ApiError> {
         let left = self.store.leave(peer).await?;
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({ "left": left }),
-        ))
+        Ok(json_response(StatusCode::OK, &Left { left }))
     }
 
     async fn read_body<B>(&self, request: Request<B>) -> Result<Bytes, ApiError>
@@ -491,26 +499,5 @@ mod tests {
         assert!(json_object(deep.as_bytes()).is_err());
         let ok = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));
         assert!(json_object(ok.as_bytes()).is_ok());
-    }
-}
-
-/// The wire shape of a poll's answer (see docs/protocol.md).
-#[derive(Serialize)]
-struct BatchBody<'a> {
-    messages: &'a [Envelope],
-    next: u64,
-    epoch: &'a str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    reset: bool,
-}
-
-impl<'a> From<&'a Batch> for BatchBody<'a> {
-    fn from(batch: &'a Batch) -> BatchBody<'a> {
-        BatchBody {
-            messages: &batch.messages,
-            next: batch.next,
-            epoch: &batch.epoch,
-            reset: batch.reset,
-        }
     }
 }

@@ -10,9 +10,10 @@ use super::error::ApiError;
 use crate::name::Name;
 use crate::store::Credentials;
 use crate::token::Token;
+use crate::wire::{header, query};
 
-pub const PEER_TOKEN: HeaderName = HeaderName::from_static("x-peer-token");
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const PEER_TOKEN: HeaderName = HeaderName::from_static(header::PEER_TOKEN);
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(header::IDEMPOTENCY_KEY);
 
 const NAME_RULE: &str = "1 to 64 characters of A-Z a-z 0-9 _ . -";
 const MAX_EPOCH_LEN: usize = 64;
@@ -47,15 +48,15 @@ impl Params {
         let mut params = Params::default();
         for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             let slot = match &*key {
-                "room" => &mut params.room,
-                "peer" => &mut params.peer,
-                "to" => &mut params.to,
-                "since" => &mut params.since,
-                "epoch" => &mut params.epoch,
-                "timeout" => &mut params.timeout,
-                "token" => &mut params.token,
-                "type" => &mut params.sdp_type,
-                "leave" => &mut params.leave,
+                query::ROOM => &mut params.room,
+                query::PEER => &mut params.peer,
+                query::TO => &mut params.to,
+                query::SINCE => &mut params.since,
+                query::EPOCH => &mut params.epoch,
+                query::TIMEOUT => &mut params.timeout,
+                query::TOKEN => &mut params.token,
+                query::SDP_TYPE => &mut params.sdp_type,
+                query::LEAVE => &mut params.leave,
                 _ => continue,
             };
             if slot.is_some() {
@@ -71,8 +72,8 @@ impl Params {
     /// Room, peer and token: who the request speaks for.
     pub fn credentials(&self, headers: &HeaderMap) -> Result<Credentials, ApiError> {
         Ok(Credentials {
-            room: required_name("room", self.room.as_deref())?,
-            peer: required_name("peer", self.peer.as_deref())?,
+            room: required_name(query::ROOM, self.room.as_deref())?,
+            peer: required_name(query::PEER, self.peer.as_deref())?,
             token: self.token(headers)?,
         })
     }
@@ -101,12 +102,12 @@ impl Params {
     pub fn peer_label(&self) -> Result<Option<Name>, ApiError> {
         self.peer
             .as_deref()
-            .map(|peer| name("peer", peer))
+            .map(|peer| name(query::PEER, peer))
             .transpose()
     }
 
     pub fn to(&self) -> Result<Option<Name>, ApiError> {
-        self.to.as_deref().map(|to| name("to", to)).transpose()
+        self.to.as_deref().map(|to| name(query::TO, to)).transpose()
     }
 
     pub fn since(&self) -> Result<u64, ApiError> {

@@ -20,20 +20,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::RefMut;
-use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::{
-    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, LeaveReason, Limits, MAX_RECEIPTS_PER_ROOM,
-    Payload, PollRequest, Receipt, SendRequest, Sent, Store, StoreError, new_epoch, try_take,
+    Credentials, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, PollRequest, Polled,
+    SendRequest, Sent, Store, StoreError, new_epoch, try_take,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
 use crate::store::StoreStats;
 use crate::token::Token;
+use crate::wire::{Batch, LeaveReason, Message, Payload, Receipt, RoomEvent};
 
 /// Rooms yield to the scheduler after this many rooms in one sweep, so a
 /// large sweep shares its worker thread with request handling.
@@ -89,6 +89,12 @@ impl IdempotencyRecord {
     }
 }
 
+/// A message in a mailbox, with when it arrived (for the latency metric).
+struct Stored {
+    message: Message,
+    stored_at: std::time::Instant,
+}
+
 struct Mailbox {
     peer: Name,
     token: Token,
@@ -96,7 +102,7 @@ struct Mailbox {
     /// cannot be honoured.
     epoch: Arc<str>,
     /// Unacknowledged messages, `seq` ascending and contiguous.
-    messages: VecDeque<Envelope>,
+    messages: VecDeque<Stored>,
     bytes: usize,
     last_seq: u64,
     /// Every message with `seq <= acked` has been acknowledged and freed.
@@ -316,7 +322,7 @@ impl Store for MemoryStore {
         result
     }
 
-    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+    async fn poll(&self, request: PollRequest) -> Result<Polled, StoreError> {
         // While closing, a poll still collects what is already waiting (so
         // nothing accepted is stranded), but nothing new is created and
         // nothing parks; an empty mailbox is refused so clients back off.
@@ -360,9 +366,9 @@ impl Store for MemoryStore {
             return Err(StoreError::ShuttingDown);
         }
         if !batch.messages.is_empty() || batch.reset || wait.is_zero() || closing {
-            return Ok(Batch {
+            return Ok(Polled {
+                batch,
                 issued_token,
-                ..batch
             });
         }
 
@@ -390,11 +396,13 @@ impl Store for MemoryStore {
                 () = sleep_until(deadline) => true,
                 () = self.closed.cancelled() => true,
             };
-            let empty = Batch {
-                messages: Vec::new(),
-                next: since,
-                epoch: parked.epoch.clone(),
-                reset: false,
+            let empty = Polled {
+                batch: Batch {
+                    messages: Vec::new(),
+                    next: since,
+                    epoch: parked.epoch.clone(),
+                    reset: false,
+                },
                 issued_token: None,
             };
             let Some(mut room) = self.rooms.get_mut(&parked.room) else {
@@ -408,7 +416,10 @@ impl Store for MemoryStore {
             }
             let batch = mailbox.read(since, epoch.as_deref(), false, &self.metrics);
             if !batch.messages.is_empty() || batch.reset || ending {
-                return Ok(batch);
+                return Ok(Polled {
+                    batch,
+                    issued_token: None,
+                });
             }
             // Woken for someone else's sake (a join event was acknowledged
             // meanwhile, say): re-arm under the lock and wait again.
@@ -538,13 +549,16 @@ impl Room {
     fn join(&mut self, who: &Credentials, now: Instant, limits: &Limits) -> Token {
         let token = who.token.clone().unwrap_or_else(Token::generate);
         let mut mailbox = Mailbox::new(who.peer.clone(), token.clone(), now);
-        let present: Vec<&Name> = self.peers.iter().map(|m| &m.peer).collect();
-        mailbox.push(None, event(&RoomEvent::Peers { peers: present }));
+        let peers = self.peers.iter().map(|m| m.peer.clone()).collect();
+        mailbox.push(None, RoomEvent::Peers { peers }.payload());
         self.expire_backlog(now, limits);
         for queued in self.backlog.drain(..) {
             mailbox.push(Some(queued.from), queued.data);
         }
-        let joined = event(&RoomEvent::Join { peer: &who.peer });
+        let joined = RoomEvent::Join {
+            peer: who.peer.clone(),
+        }
+        .payload();
         for other in &mut self.peers {
             other.push(None, joined.clone());
         }
@@ -558,10 +572,11 @@ impl Room {
     fn remove(&mut self, index: usize, reason: LeaveReason) {
         let gone = self.peers.remove(index);
         gone.wake.notify_waiters();
-        let left = event(&RoomEvent::Leave {
-            peer: &gone.peer,
+        let left = RoomEvent::Leave {
+            peer: gone.peer.clone(),
             reason,
-        });
+        }
+        .payload();
         for other in &mut self.peers {
             other.push(None, left.clone());
         }
@@ -685,10 +700,12 @@ impl Mailbox {
     fn push(&mut self, from: Option<Name>, data: Payload) {
         self.last_seq += 1;
         self.bytes += data.get().len() + MESSAGE_OVERHEAD;
-        self.messages.push_back(Envelope {
-            seq: self.last_seq,
-            from,
-            data,
+        self.messages.push_back(Stored {
+            message: Message {
+                seq: self.last_seq,
+                from,
+                data,
+            },
             stored_at: std::time::Instant::now(),
         });
         self.wake.notify_waiters();
@@ -708,54 +725,38 @@ impl Mailbox {
             && epoch.is_none_or(|e| e == &*self.epoch)
             && (self.acked..=self.last_seq).contains(&since);
         if honoured {
-            while self.messages.front().is_some_and(|m| m.seq <= since) {
+            while self
+                .messages
+                .front()
+                .is_some_and(|m| m.message.seq <= since)
+            {
                 if let Some(m) = self.messages.pop_front() {
-                    self.bytes -= m.data.get().len() + MESSAGE_OVERHEAD;
+                    self.bytes -= m.message.data.get().len() + MESSAGE_OVERHEAD;
                 }
             }
             self.acked = since;
         }
-        for message in self.messages.iter().filter(|m| m.seq > self.returned) {
-            if message.from.is_some() {
+        for stored in self
+            .messages
+            .iter()
+            .filter(|m| m.message.seq > self.returned)
+        {
+            if stored.message.from.is_some() {
                 metrics
                     .delivery_latency
-                    .observe(message.stored_at.elapsed().as_secs_f64());
+                    .observe(stored.stored_at.elapsed().as_secs_f64());
             }
         }
         self.returned = self.returned.max(self.last_seq);
         Batch {
-            messages: self.messages.iter().cloned().collect(),
+            messages: self.messages.iter().map(|m| m.message.clone()).collect(),
             // Whether honoured or reset, the batch holds everything up to
             // `last_seq`, so that is where the reader stands afterwards.
             next: self.last_seq,
             epoch: self.epoch.clone(),
             reset: !honoured,
-            issued_token: None,
         }
     }
-}
-
-/// What the server itself tells a room, delivered with `"from": null`.
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum RoomEvent<'a> {
-    /// First message of every mailbox: who was already in the room.
-    Peers {
-        peers: Vec<&'a Name>,
-    },
-    Join {
-        peer: &'a Name,
-    },
-    Leave {
-        peer: &'a Name,
-        reason: LeaveReason,
-    },
-}
-
-fn event(event: &RoomEvent<'_>) -> Payload {
-    let raw = serde_json::value::to_raw_value(event)
-        .expect("room events are names and strings, which always serialize");
-    Arc::from(raw)
 }
 
 #[cfg(test)]

@@ -27,18 +27,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::value::RawValue;
-
 pub use memory::{MESSAGE_OVERHEAD, MemoryStore};
 pub use redis::{RedisStore, RedisStoreError};
 
 use crate::name::Name;
 use crate::token::{Token, random_bytes};
-
-/// A message body as relayed: one JSON object, kept as the sender's text and
-/// shared between the recipients of a broadcast.
-pub type Payload = Arc<RawValue>;
+use crate::wire::{Batch, Payload, Receipt};
 
 /// How long an `Idempotency-Key` remembers the reply it produced.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(60);
@@ -75,16 +69,6 @@ pub struct SendRequest {
     pub idempotency_key: Option<Box<str>>,
 }
 
-/// What became of a sent message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Receipt {
-    /// The peers whose mailboxes now hold the message.
-    pub delivered: Vec<Name>,
-    /// True when nobody else was in the room and the message went to the room
-    /// backlog, to be delivered to the next peer that joins.
-    pub queued: bool,
-}
-
 /// The result of a successful send.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -105,31 +89,20 @@ pub struct PollRequest {
     pub wait: Duration,
 }
 
-/// One message in a mailbox, as handed to the reader.
-#[derive(Debug, Clone, Serialize)]
-pub struct Envelope {
-    pub seq: u64,
-    /// The sending peer; `None` for room events (peers, join, leave).
-    pub from: Option<Name>,
-    pub data: Payload,
-    /// When it was stored, for the delivery-latency metric.
-    #[serde(skip)]
-    pub stored_at: std::time::Instant,
-}
-
-/// The answer to a poll.
+/// The answer to a poll: the batch as the reader gets it.
 #[derive(Debug, Clone)]
-pub struct Batch {
-    pub messages: Vec<Envelope>,
-    /// The cursor to send as `since` on the next poll.
-    pub next: u64,
-    /// The incarnation of the mailbox that `next` belongs to.
-    pub epoch: Arc<str>,
-    /// True when the request's cursor could not be honoured and `messages`
-    /// holds everything retained instead.
-    pub reset: bool,
+pub struct Polled {
+    pub batch: Batch,
     /// The reader's token when this request created the reader's mailbox.
     pub issued_token: Option<Token>,
+}
+
+/// A poll's result reads as its batch; the token is the one extra.
+impl std::ops::Deref for Polled {
+    type Target = Batch;
+    fn deref(&self) -> &Batch {
+        &self.batch
+    }
 }
 
 /// Why the store refused a request. The HTTP layer maps each to a status.
@@ -204,7 +177,8 @@ pub trait Store: Send + Sync + 'static {
     /// `request.wait` for one to arrive. Creates the reader's mailbox (the
     /// reader joins) when it does not exist yet. A newer poll on the same
     /// mailbox, or [`Store::close`], ends a parked poll with an empty batch.
-    fn poll(&self, request: PollRequest) -> impl Future<Output = Result<Batch, StoreError>> + Send;
+    fn poll(&self, request: PollRequest)
+    -> impl Future<Output = Result<Polled, StoreError>> + Send;
 
     /// Removes the peer from its room at once (the others see `leave`).
     /// Returns false when the peer was not there.
@@ -222,20 +196,6 @@ pub trait Store: Send + Sync + 'static {
     /// How much the store holds now, for the metrics gauges (read when
     /// scraped).
     fn stats(&self) -> impl Future<Output = StoreStats> + Send;
-}
-
-/// Why a peer is no longer in its room, sent with its `leave` event. The
-/// difference matters to a caller: a peer that left hung up, while a peer
-/// that expired only stopped polling (a cut network, a sleeping laptop) and
-/// may still be in a call whose media does not touch this server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LeaveReason {
-    /// It sent `DELETE` (the page was closed or hung up).
-    Left,
-    /// It was not seen for the peer TTL, or stopped reading its mailbox
-    /// until it overflowed.
-    Expired,
 }
 
 /// Counts for the metrics gauges.

@@ -125,7 +125,7 @@ local function expire_receipts()
 end
 
 -- Removes a mailbox; everyone else hears `leave` with its reason ('left' or
--- 'expired', as LeaveReason in src/store/mod.rs), and a poll parked on it
+-- 'expired', as LeaveReason in src/wire.rs), and a poll parked on it
 -- (on any instance) wakes, finds it gone, and ends empty.
 local function remove(p, reason)
   local pk = peer_key(p)

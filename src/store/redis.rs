@@ -44,13 +44,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{
-    Batch, Credentials, Envelope, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM,
-    MESSAGE_OVERHEAD, PollRequest, Receipt, SendRequest, Sent, Store, StoreError, StoreStats,
-    new_epoch, sweep_interval, try_take,
+    Credentials, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, MESSAGE_OVERHEAD, PollRequest,
+    Polled, SendRequest, Sent, Store, StoreError, StoreStats, new_epoch, sweep_interval, try_take,
 };
 use crate::metrics::Metrics;
 use crate::name::Name;
 use crate::token::Token;
+use crate::wire::{Batch, Message, Receipt};
 
 /// The channel every mailbox change is announced on.
 const WAKE_CHANNEL: &str = "sr:wake";
@@ -341,7 +341,7 @@ impl Store for RedisStore {
         })
     }
 
-    async fn poll(&self, request: PollRequest) -> Result<Batch, StoreError> {
+    async fn poll(&self, request: PollRequest) -> Result<Polled, StoreError> {
         let closing = self.closed.is_cancelled();
         let PollRequest {
             reader,
@@ -400,9 +400,9 @@ impl Store for RedisStore {
         let issued_token =
             (reply.get(6).map(String::as_str) == Some("1")).then_some(tokens.to_adopt);
         let generation = reply.get(7).cloned().unwrap_or_default();
-        let first = Batch {
+        let first = Polled {
+            batch: self.batch(&reply)?,
             issued_token,
-            ..self.batch(&reply)?
         };
         if generation == "0" {
             if wants_to_park && slot.is_none() && first.messages.is_empty() && !first.reset {
@@ -449,19 +449,21 @@ impl Store for RedisStore {
                 Some("waiting") => continue,
                 Some("gone") => {
                     lease.settled = true;
-                    return Ok(Batch {
-                        messages: Vec::new(),
-                        next: since,
-                        epoch: first.epoch,
-                        reset: false,
+                    return Ok(Polled {
+                        batch: Batch {
+                            messages: Vec::new(),
+                            next: since,
+                            epoch: first.batch.epoch,
+                            reset: false,
+                        },
                         issued_token: first.issued_token,
                     });
                 }
                 _ => {
                     lease.settled = true;
-                    return Ok(Batch {
+                    return Ok(Polled {
+                        batch: self.batch(&reply)?,
                         issued_token: first.issued_token,
-                        ..self.batch(&reply)?
                     });
                 }
             }
@@ -532,7 +534,6 @@ impl RedisStore {
         let redis_now = number(5)?;
         let elements = reply.get(BATCH_HEADER..).unwrap_or_default();
         let first_seq = next + 1 - elements.len() as u64;
-        let now = std::time::Instant::now();
         let mut messages = Vec::with_capacity(elements.len());
         for (seq, element) in (first_seq..).zip(elements) {
             let mut parts = element.splitn(4, ' ');
@@ -552,11 +553,10 @@ impl RedisStore {
                 self.metrics.delivery_latency.observe(age.as_secs_f64());
             }
             let data = RawValue::from_string(data.to_owned()).map_err(|_| corrupt("a payload"))?;
-            messages.push(Envelope {
+            messages.push(Message {
                 seq,
                 from,
                 data: Arc::from(data),
-                stored_at: now.checked_sub(age).unwrap_or(now),
             });
         }
         Ok(Batch {
@@ -564,7 +564,6 @@ impl RedisStore {
             next,
             epoch,
             reset,
-            issued_token: None,
         })
     }
 }

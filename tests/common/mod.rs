@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
+use signal_relay::name::Name;
+use signal_relay::wire::{
+    Batch, ErrorBody, Message, Receipt, RoomEvent, SIGNAL_PATH, header, query,
+};
 use signal_relay::{Config, Server};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -197,29 +201,38 @@ impl Peer {
 
     pub fn signal_url(&self, extra: &str) -> String {
         format!(
-            "{}/signal?room={}&peer={}{extra}",
-            self.base, self.room, self.name
+            "{}{SIGNAL_PATH}?{}={}&{}={}{extra}",
+            self.base,
+            query::ROOM,
+            self.room,
+            query::PEER,
+            self.name
         )
     }
 
     /// The URL of a poll from the current cursor and epoch.
     pub fn poll_url(&self, timeout: f64) -> String {
-        let mut extra = format!("&since={}&timeout={timeout}", self.since);
+        let mut extra = format!(
+            "&{}={}&{}={timeout}",
+            query::SINCE,
+            self.since,
+            query::TIMEOUT
+        );
         if let Some(epoch) = &self.epoch {
-            extra.push_str(&format!("&epoch={epoch}"));
+            extra.push_str(&format!("&{}={epoch}", query::EPOCH));
         }
         self.signal_url(&extra)
     }
 
     fn with_token(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
-            Some(token) => request.header("X-Peer-Token", token),
+            Some(token) => request.header(header::PEER_TOKEN, token),
             None => request,
         }
     }
 
     fn keep_token(&mut self, response: &Response) {
-        if let Some(token) = response.headers().get("x-peer-token") {
+        if let Some(token) = response.headers().get(header::PEER_TOKEN) {
             self.token = Some(token.to_str().expect("token is ASCII").to_owned());
         }
     }
@@ -227,49 +240,65 @@ impl Peer {
     /// Polls from the current cursor, waiting up to `timeout` seconds; on
     /// 200 the cursor and epoch advance. A transport error (a cut
     /// connection, a server gone) is returned, for fault tests.
-    pub async fn try_poll(&mut self, timeout: f64) -> Result<(StatusCode, Value), reqwest::Error> {
+    pub async fn try_poll(
+        &mut self,
+        timeout: f64,
+    ) -> Result<(StatusCode, Reply<Batch>), reqwest::Error> {
         let response = self
             .with_token(self.client.get(self.poll_url(timeout)))
             .send()
             .await?;
         self.keep_token(&response);
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if status == StatusCode::OK {
-            self.since = body["next"].as_u64().expect("next is a number");
-            self.epoch = Some(body["epoch"].as_str().expect("epoch").to_owned());
+        let (status, body) = read_reply::<Batch>(response).await?;
+        if let Ok(batch) = &body {
+            self.since = batch.next;
+            self.epoch = Some(batch.epoch.to_string());
         }
         Ok((status, body))
     }
 
     /// [`Peer::try_poll`] on a network that works.
-    pub async fn poll_raw(&mut self, timeout: f64) -> (StatusCode, Value) {
+    pub async fn poll_raw(&mut self, timeout: f64) -> (StatusCode, Reply<Batch>) {
         self.try_poll(timeout).await.expect("poll request")
     }
 
-    /// Polls and returns the messages, asserting success.
-    pub async fn poll(&mut self, timeout: f64) -> Vec<Value> {
+    /// A poll whose reply must be a batch (of any success status).
+    pub async fn poll_batch(&mut self, timeout: f64) -> (StatusCode, Batch) {
         let (status, body) = self.poll_raw(timeout).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["messages"].as_array().expect("messages").clone()
+        (status, body.unwrap_or_else(|e| panic!("{status}: {e:?}")))
+    }
+
+    /// A poll whose reply must be an error.
+    pub async fn poll_error(&mut self, timeout: f64) -> (StatusCode, String) {
+        let (status, body) = self.poll_raw(timeout).await;
+        match body {
+            Err(ErrorBody { error }) => (status, error),
+            Ok(batch) => panic!("{status} with a batch where an error was due: {batch:?}"),
+        }
+    }
+
+    /// Polls and returns the messages, asserting success.
+    pub async fn poll(&mut self, timeout: f64) -> Vec<Message> {
+        let (status, body) = self.poll_raw(timeout).await;
+        assert_eq!(status, StatusCode::OK, "{body:?}");
+        body.expect("a batch").messages
     }
 
     /// Joins the room with a zero-wait poll; returns the `peers` list.
     pub async fn join(&mut self) -> Vec<String> {
         let messages = self.poll(0.0).await;
-        assert_eq!(messages[0]["data"]["type"], "peers", "{messages:?}");
         assert!(self.token.is_some(), "the creating reply carries a token");
-        messages[0]["data"]["peers"]
-            .as_array()
-            .expect("peers")
-            .iter()
-            .map(|p| p.as_str().expect("name").to_owned())
-            .collect()
+        match RoomEvent::parse(&messages[0].data) {
+            Some(RoomEvent::Peers { peers }) => peers.iter().map(|p| p.to_string()).collect(),
+            _ => panic!("a new mailbox starts with `peers`: {messages:?}"),
+        }
     }
 
     /// Sends a JSON body, to `to` or to everyone.
     pub async fn send(&mut self, to: Option<&str>, body: &Value) -> Response {
-        let extra = to.map(|to| format!("&to={to}")).unwrap_or_default();
+        let extra = to
+            .map(|to| format!("&{}={to}", query::TO))
+            .unwrap_or_default();
         let response = self
             .with_token(self.client.post(self.signal_url(&extra)))
             .json(body)
@@ -303,13 +332,48 @@ impl Peer {
     }
 
     /// Sends and asserts 202; returns the receipt.
-    pub async fn send_ok(&mut self, to: Option<&str>, body: &Value) -> Value {
+    pub async fn send_ok(&mut self, to: Option<&str>, body: &Value) -> Receipt {
         let response = self.send(to, body).await;
-        let status = response.status();
-        let receipt: Value = response.json().await.expect("receipt is JSON");
-        assert_eq!(status, StatusCode::ACCEPTED, "{receipt}");
-        receipt
+        let (status, receipt) = read_reply::<Receipt>(response).await.expect("reply body");
+        assert_eq!(status, StatusCode::ACCEPTED, "{receipt:?}");
+        receipt.expect("a receipt")
     }
+}
+
+/// A receipt, for comparisons.
+pub fn receipt(delivered: &[&str], queued: bool) -> Receipt {
+    Receipt {
+        delivered: delivered
+            .iter()
+            .map(|name| Name::parse(name).expect("a valid name"))
+            .collect(),
+        queued,
+    }
+}
+
+/// A reply's body: its wire type on success, the error body otherwise.
+pub type Reply<T> = Result<T, ErrorBody>;
+
+/// Reads a reply as `T` when its status is a success, as the error body
+/// when not. A body of neither shape is returned as an error body that
+/// says so, which fails any test expecting the wire type.
+pub async fn read_reply<T: serde::de::DeserializeOwned>(
+    response: Response,
+) -> Result<(StatusCode, Reply<T>), reqwest::Error> {
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    let not_wire = |e: serde_json::Error| ErrorBody {
+        error: format!(
+            "a {status} body that is not the wire type ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    };
+    let body = if status.is_success() {
+        serde_json::from_slice(&bytes).map_err(not_wire)
+    } else {
+        Err(serde_json::from_slice(&bytes).unwrap_or_else(not_wire))
+    };
+    Ok((status, body))
 }
 
 /// The server binary, started as a user would start it, its log piped.
@@ -398,9 +462,19 @@ impl ServerProcess {
     }
 }
 
-/// The `data` of each message, for comparisons.
-pub fn data(messages: &[Value]) -> Vec<Value> {
-    messages.iter().map(|m| m["data"].clone()).collect()
+/// The `data` of each message, parsed, for comparisons with `json!`.
+pub fn data(messages: &[Message]) -> Vec<Value> {
+    messages.iter().map(parsed).collect()
+}
+
+/// One message's `data`, parsed.
+pub fn parsed(message: &Message) -> Value {
+    serde_json::from_str(message.data.get()).expect("data is JSON")
+}
+
+/// The sender of a message, as text (`None` for a room event).
+pub fn sender(message: &Message) -> Option<&str> {
+    message.from.as_deref()
 }
 
 /// A redis-server of the test's own on a free loopback port, killed when

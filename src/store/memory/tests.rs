@@ -20,8 +20,8 @@ fn payload(value: Value) -> Payload {
     Arc::from(serde_json::value::to_raw_value(&value).unwrap())
 }
 
-fn data(envelope: &Envelope) -> Value {
-    serde_json::from_str(envelope.data.get()).unwrap()
+fn data(message: &Message) -> Value {
+    serde_json::from_str(message.data.get()).unwrap()
 }
 
 fn poll_req(peer: &str, token: Option<&Token>, since: u64, epoch: Option<&str>) -> PollRequest {
@@ -44,11 +44,11 @@ fn send_req(from: &str, token: &Token, to: Option<&str>, body: Value) -> SendReq
 
 /// Joins `peer` with a zero-wait poll and returns its token and first batch.
 async fn join(store: &MemoryStore, peer: &str) -> (Token, Batch) {
-    let batch = store.poll(poll_req(peer, None, 0, None)).await.unwrap();
-    (
-        batch.issued_token.clone().expect("a new peer gets a token"),
+    let Polled {
         batch,
-    )
+        issued_token,
+    } = store.poll(poll_req(peer, None, 0, None)).await.unwrap();
+    (issued_token.expect("a new peer gets a token"), batch)
 }
 
 fn small_limits() -> Limits {
