@@ -3,25 +3,20 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use signal_relay::client::{Client, Peer};
-use signal_relay::{Config, Server};
+use signal_relay::{Server, Settings};
 
 fn relay_benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
-    let config = Config::parse_from([
-        "signal-relay",
-        "--listen",
-        "127.0.0.1:0",
-        "--web-dir",
-        web,
-        "--rate-limit",
-        "0",
-    ]);
-    let server = rt.block_on(Server::bind(&config)).expect("server binds");
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..Settings::default()
+    };
+    // One client address makes every request: lift the per-address limit.
+    settings.admission.rate_limit = 0;
+    let server = rt.block_on(Server::bind(settings)).expect("server binds");
     let base = format!("http://{}", server.local_addr());
     rt.spawn(server.run(std::future::pending()));
 

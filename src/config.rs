@@ -1,6 +1,7 @@
 //! Command-line flags, each with an environment-variable twin (`SIGNAL_*`),
 //! so the same binary is configured by hand, by systemd or by a container
-//! platform without a config file.
+//! platform without a config file. [`Config::settings`] turns them into the
+//! typed [`Settings`] a server is built from; nothing else reads flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,8 +9,15 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::api::{ApiSettings, Cors};
+use crate::settings::{AdmissionSettings, Settings, StoreChoice, TlsSettings};
 use crate::store::Limits;
 use crate::turn::{TurnMinter, TurnSecret, parse_turn_url};
+use crate::web::WebRoot;
+
+/// Where container platforms (Cloud Run, Fly.io, Heroku, Knative) put the
+/// port they route to.
+pub const PORT_VARIABLE: &str = "PORT";
 
 /// WebRTC signaling over plain HTTP long-polling, for networks where
 /// WebSocket does not get through.
@@ -20,13 +28,10 @@ use crate::turn::{TurnMinter, TurnSecret, parse_turn_url};
 #[command(name = "signal-relay", version, about, long_about = None)]
 pub struct Config {
     /// Address and port to listen on; `0.0.0.0:3000` accepts other machines.
-    #[arg(
-        long,
-        env = "SIGNAL_LISTEN",
-        value_name = "ADDR",
-        default_value = "127.0.0.1:3000"
-    )]
-    pub listen: SocketAddr,
+    /// Default: `0.0.0.0:$PORT` when the PORT variable is set (as container
+    /// platforms do), else 127.0.0.1:3000.
+    #[arg(long, env = "SIGNAL_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
 
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) instead of plain HTTP.
     #[arg(long, env = "SIGNAL_TLS")]
@@ -61,25 +66,24 @@ pub struct Config {
     pub tls_sans: Vec<String>,
 
     /// Where rooms and mailboxes live: `memory` (this process only), or
-    /// `redis://HOST:PORT/DB` to share them with every instance pointed at
-    /// the same Redis (see docs/scaling.md).
+    /// `redis://[:PASSWORD@]HOST:PORT/DB` to share them with every instance
+    /// pointed at the same Redis (see docs/scaling.md). Its value is hidden
+    /// here and redacted in logs: it can carry a password.
     #[arg(
         long,
         env = "SIGNAL_STORE",
         value_name = "memory|URL",
         default_value = "memory",
+        hide_env_values = true,
+        hide_default_value = true,
         value_parser = parse_store
     )]
     pub store: StoreChoice,
 
-    /// Folder served at `/` (the browser client).
-    #[arg(
-        long,
-        env = "SIGNAL_WEB_DIR",
-        value_name = "DIR",
-        default_value = "web"
-    )]
-    pub web_dir: PathBuf,
+    /// Serve the browser client from this folder, read on every request,
+    /// instead of the copy built into the binary (for working on web/).
+    #[arg(long, env = "SIGNAL_WEB_DIR", value_name = "DIR")]
+    pub web_dir: Option<PathBuf>,
 
     /// Allow browsers on this origin to call /signal cross-origin; `*` for
     /// any (repeatable, or comma-separated). Off by default.
@@ -237,44 +241,76 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks the combinations that single flags cannot express.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.poll_timeout > self.max_poll_timeout {
-            return Err(format!(
-                "--poll-timeout ({:?}) must not exceed --max-poll-timeout ({:?})",
-                self.poll_timeout, self.max_poll_timeout
-            ));
+    /// The typed settings these flags describe, with `PORT` read from the
+    /// environment; also reads the TURN secret file. Checks what single
+    /// flags cannot express.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let port = std::env::var(PORT_VARIABLE).ok();
+        let settings = Settings {
+            listen: self.listen_address(port.as_deref())?,
+            tls: self.tls.then(|| TlsSettings {
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                extra_sans: self.tls_sans.clone(),
+                handshake_timeout: self.tls_handshake_timeout,
+            }),
+            store: self.store.clone(),
+            api: ApiSettings {
+                max_body: self.max_body,
+                poll_timeout: self.poll_timeout,
+                max_poll_timeout: self.max_poll_timeout,
+                cors: Cors::from_origins(&self.cors_origins)?,
+                web: self.web_dir.clone().map_or(WebRoot::Embedded, WebRoot::Dir),
+                ice_servers: self
+                    .ice_servers
+                    .iter()
+                    .flat_map(|servers| servers.0.iter().cloned())
+                    .collect(),
+                turn: self.turn_minter()?,
+                body_timeout: self.body_timeout,
+                hsts: self.hsts,
+            },
+            limits: self.limits(),
+            admission: AdmissionSettings {
+                rate_limit: self.rate_limit,
+                rate_burst: self.rate_burst,
+                trusted_proxies: self.trusted_proxies.clone(),
+                max_polls_per_ip: self.max_polls_per_ip,
+            },
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+        };
+        if self.hsts && !self.tls {
+            return Err("--hsts only makes sense with --tls".into());
         }
-        if self.max_body > self.mailbox_bytes {
-            return Err(format!(
-                "--max-body ({}) must not exceed --mailbox-bytes ({}), or a largest message could never be delivered",
-                self.max_body, self.mailbox_bytes
-            ));
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// `--listen` when given; else every interface on `port` (the `PORT`
+    /// variable) when set, as container platforms expect; else loopback.
+    pub fn listen_address(&self, port: Option<&str>) -> Result<SocketAddr, String> {
+        if let Some(listen) = self.listen {
+            return Ok(listen);
         }
-        if self.backlog_messages > self.mailbox_messages {
-            return Err(format!(
-                "--backlog-messages ({}) must not exceed --mailbox-messages ({}): the backlog goes into one mailbox",
-                self.backlog_messages, self.mailbox_messages
-            ));
+        match port {
+            None => Ok(SocketAddr::from(([127, 0, 0, 1], 3000))),
+            Some(port) => port
+                .trim()
+                .parse::<u16>()
+                .map(|port| SocketAddr::from(([0, 0, 0, 0], port)))
+                .map_err(|_| format!("{PORT_VARIABLE}={port:?} is not a port number (0 to 65535)")),
         }
-        if self.max_body > self.max_stored_bytes {
-            return Err("--max-body must not exceed --max-stored-bytes".into());
-        }
-        if self.room_peers < 2 {
-            return Err("--room-peers must be at least 2".into());
-        }
-        for (flag, value) in [
-            ("--mailbox-messages", self.mailbox_messages),
-            ("--max-rooms", self.max_rooms),
-            ("--max-body", self.max_body),
-        ] {
-            if value == 0 {
-                return Err(format!("{flag} must be at least 1"));
-            }
-        }
-        if self.max_connections == 0 {
-            return Err("--max-connections must be at least 1".into());
-        }
+    }
+
+    /// Whether the address comes from `PORT` rather than a flag.
+    pub fn listens_on_port_variable(&self) -> bool {
+        self.listen.is_none() && std::env::var_os(PORT_VARIABLE).is_some()
+    }
+
+    /// The TURN credential minter, when --turn-url is given; reads the
+    /// secret file.
+    pub fn turn_minter(&self) -> Result<Option<TurnMinter>, String> {
         let has_secret = self.turn_secret.is_some() || self.turn_secret_file.is_some();
         if !self.turn_urls.is_empty() && !has_secret {
             return Err(
@@ -288,25 +324,6 @@ impl Config {
         if self.turn_ttl < Duration::from_secs(1) {
             return Err("--turn-ttl must be at least 1 s".into());
         }
-        if self.hsts && !self.tls {
-            return Err("--hsts only makes sense with --tls".into());
-        }
-        for (flag, value) in [
-            ("--peer-ttl", self.peer_ttl),
-            ("--header-timeout", self.header_timeout),
-            ("--body-timeout", self.body_timeout),
-            ("--tls-handshake-timeout", self.tls_handshake_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(format!("{flag} must be more than zero"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The TURN credential minter, when --turn-url is given; reads the
-    /// secret file.
-    pub fn turn_minter(&self) -> Result<Option<TurnMinter>, String> {
         if self.turn_urls.is_empty() {
             return Ok(None);
         }
@@ -328,7 +345,7 @@ impl Config {
     }
 
     /// The store's share of the configuration.
-    pub fn limits(&self) -> Limits {
+    fn limits(&self) -> Limits {
         Limits {
             peer_ttl: self.peer_ttl,
             mailbox_messages: self.mailbox_messages,
@@ -341,14 +358,6 @@ impl Config {
             stored_bytes: self.max_stored_bytes,
         }
     }
-}
-
-/// Which [`crate::store::Store`] the server runs on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreChoice {
-    Memory,
-    /// A `redis://` URL.
-    Redis(String),
 }
 
 fn parse_store(value: &str) -> Result<StoreChoice, String> {
@@ -455,35 +464,64 @@ mod tests {
         }
     }
 
+    /// The flags' defaults are written as clap strings, the typed ones in
+    /// `Settings::default()`: they must be the same server.
     #[test]
-    fn defaults_are_consistent() {
+    fn the_flag_defaults_are_the_typed_defaults() {
         let config = Config::parse_from(["signal-relay"]);
-        assert_eq!(config.validate(), Ok(()));
-        assert_eq!(config.listen, "127.0.0.1:3000".parse().unwrap());
-        assert_eq!(config.poll_timeout, Duration::from_secs(25));
-        assert_eq!(config.max_poll_timeout, Duration::from_secs(60));
-        assert_eq!(config.peer_ttl, Duration::from_secs(60));
-        assert_eq!(config.max_body, 65536);
+        let mut settings = config.settings().unwrap();
+        settings.listen = config.listen_address(None).unwrap();
+        assert_eq!(
+            format!("{settings:?}"),
+            format!("{:?}", Settings::default())
+        );
+    }
+
+    #[test]
+    fn the_port_variable_is_the_container_convention() {
+        let config = Config::parse_from(["signal-relay"]);
+        assert_eq!(
+            config.listen_address(None),
+            Ok("127.0.0.1:3000".parse().unwrap())
+        );
+        assert_eq!(
+            config.listen_address(Some("8080")),
+            Ok("0.0.0.0:8080".parse().unwrap())
+        );
+        assert!(config.listen_address(Some("http")).is_err());
+        let flagged = Config::parse_from(["signal-relay", "--listen", "127.0.0.1:9"]);
+        assert_eq!(
+            flagged.listen_address(Some("8080")),
+            Ok("127.0.0.1:9".parse().unwrap()),
+            "--listen wins"
+        );
+    }
+
+    #[test]
+    fn the_store_url_is_hidden_from_help() {
+        use clap::CommandFactory;
+        let store = Config::command()
+            .get_arguments()
+            .find(|a| a.get_long() == Some("store"))
+            .map(|a| a.is_hide_env_values_set())
+            .unwrap();
+        assert!(store, "SIGNAL_STORE can carry a Redis password");
     }
 
     #[test]
     fn inconsistent_flags_are_refused() {
-        let config = Config::parse_from(["signal-relay", "--poll-timeout", "90"]);
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .contains("--max-poll-timeout")
-        );
-        let config = Config::parse_from(["signal-relay", "--max-body", "2000000"]);
-        assert!(config.validate().unwrap_err().contains("--mailbox-bytes"));
-        let config = Config::parse_from(["signal-relay", "--turn-url", "turn:t:3478"]);
-        assert!(config.validate().unwrap_err().contains("--turn-secret"));
-        let config = Config::parse_from(["signal-relay", "--turn-secret", "s"]);
-        assert!(config.validate().unwrap_err().contains("--turn-url"));
+        let refusal = |flags: &[&str]| {
+            let config = Config::parse_from(["signal-relay"].iter().chain(flags));
+            config.settings().unwrap_err()
+        };
+        assert!(refusal(&["--poll-timeout", "90"]).contains("--max-poll-timeout"));
+        assert!(refusal(&["--max-body", "2000000"]).contains("--mailbox-bytes"));
+        assert!(refusal(&["--turn-url", "turn:t:3478"]).contains("--turn-secret"));
+        assert!(refusal(&["--turn-secret", "s"]).contains("--turn-url"));
+        assert!(refusal(&["--hsts"]).contains("--tls"));
         let both = ["--turn-url", "turn:t:3478", "--turn-secret", "s"];
         let config = Config::parse_from(["signal-relay"].into_iter().chain(both));
-        assert_eq!(config.validate(), Ok(()));
+        assert!(config.settings().is_ok());
         assert!(
             Config::try_parse_from(["signal-relay", "--turn-url", "stun:t:3478"]).is_err(),
             "a STUN URL cannot carry TURN credentials"

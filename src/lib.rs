@@ -9,7 +9,8 @@
 //! - [`store`]: rooms, mailboxes and delivery rules, behind the [`store::Store`] trait;
 //! - [`api`]: HTTP routes, parsing and formatting over a store;
 //! - [`server`]: sockets, TLS, connections and graceful shutdown;
-//! - [`config`]: command-line flags and their environment variables;
+//! - [`settings`]: the typed settings a server is built from, with defaults;
+//! - [`config`]: command-line flags and their environment variables, which produce settings;
 //! - [`client`]: a Rust client of the protocol (the load generator uses it).
 
 pub mod admission;
@@ -19,6 +20,7 @@ pub mod config;
 pub mod metrics;
 pub mod name;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod tls;
 pub mod token;
@@ -28,3 +30,4 @@ pub mod wire;
 
 pub use config::Config;
 pub use server::Server;
+pub use settings::Settings;

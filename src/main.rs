@@ -20,7 +20,20 @@ async fn main() -> ExitCode {
         Ok(limit) => tracing::info!(limit, "open-files limit raised to the hard limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-files limit"),
     }
-    let server = match Server::bind(&config).await {
+    let settings = match config.settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            tracing::error!("invalid configuration: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.listens_on_port_variable() {
+        tracing::info!(
+            listen = %settings.listen,
+            "PORT is set and --listen is not: listening on every interface on port $PORT, as container platforms expect"
+        );
+    }
+    let server = match Server::bind(settings).await {
         Ok(server) => server,
         Err(error) => {
             tracing::error!("{error}");

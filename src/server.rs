@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +28,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
-use crate::api::{Api, ApiSettings, Cors};
-use crate::config::{Config, StoreChoice};
+use crate::api::{Api, ApiSettings};
 use crate::metrics::Metrics;
+use crate::settings::{Settings, StoreChoice};
 use crate::store::{MemoryStore, RedisStore, RedisStoreError, Store, sweep_interval};
 use crate::tls::{self, TlsError};
+use crate::web::WebRoot;
 
 /// How long shutdown waits for in-flight requests before returning anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1200);
@@ -73,26 +74,22 @@ pub enum StartError {
 /// completes.
 pub struct Server {
     local_addr: SocketAddr,
-    serving: Serving,
+    accepting: Box<dyn Serve>,
 }
 
-/// The server is generic over its store, so each store gets its own
-/// compiled request path: the in-memory default pays nothing for Redis.
-enum Serving {
-    Memory(Core<MemoryStore>),
-    Redis(Core<RedisStore>),
+/// A future the server can hold across its whole run.
+type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The accept loop of a bound server, behind one interface whatever its
+/// store: the store is chosen once, in [`Server::bind`], and each store
+/// gets its own compiled request path (the in-memory default pays nothing
+/// for Redis).
+trait Serve: Send {
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
-/// What a [`Core`] is built from besides its store.
-struct CoreParts {
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    settings: ApiSettings,
-    metrics: Arc<Metrics>,
-    admission: Arc<Admission>,
-}
-
-struct Core<S: Store> {
+/// A listening socket and everything its connections are served with.
+struct AcceptLoop<S: Store> {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     store: Arc<S>,
@@ -106,93 +103,89 @@ struct Core<S: Store> {
 }
 
 impl Server {
-    /// Checks the configuration, prepares TLS and binds the listener.
-    pub async fn bind(config: &Config) -> Result<Server, StartError> {
-        config.validate().map_err(StartError::Config)?;
-        let cors = Cors::from_origins(&config.cors_origins).map_err(StartError::Config)?;
-        let tls = if config.tls {
-            let loaded =
-                tls::load_or_generate(&config.tls_cert, &config.tls_key, &config.tls_sans)?;
-            if loaded.generated {
-                info!(
-                    cert = %config.tls_cert.display(),
-                    key = %config.tls_key.display(),
-                    "generated a self-signed certificate; trust it with `curl --cacert {}` (or use -k), and accept it once in a browser",
-                    config.tls_cert.display(),
-                );
+    /// Checks the settings, prepares TLS, binds the listener and opens the
+    /// store. Requests are served once this returns.
+    pub async fn bind(settings: Settings) -> Result<Server, StartError> {
+        settings.validate().map_err(StartError::Config)?;
+        let tls = match &settings.tls {
+            Some(tls) => {
+                let loaded = tls::load_or_generate(&tls.cert, &tls.key, &tls.extra_sans)?;
+                if loaded.generated {
+                    info!(
+                        cert = %tls.cert.display(),
+                        key = %tls.key.display(),
+                        "generated a self-signed certificate; trust it with `curl --cacert {}` (or use -k), and accept it once in a browser",
+                        tls.cert.display(),
+                    );
+                }
+                Some(loaded.acceptor)
             }
-            Some(loaded.acceptor)
-        } else {
-            None
+            None => None,
         };
-        let listener = listen(config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen,
+        let bind_error = |source| StartError::Bind {
+            addr: settings.listen,
             source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        };
+        let listener = listen(settings.listen).map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        if let WebRoot::Dir(dir) = &settings.api.web
+            && !dir.is_dir()
+        {
+            warn!(
+                web_dir = %dir.display(),
+                "the web folder does not exist, so / answers 404: give an existing --web-dir, or none to serve the page built into the binary"
+            );
+        }
 
         let metrics = Arc::new(Metrics::new());
         let admission = Arc::new(Admission::new(
-            config.rate_limit,
-            config.rate_burst,
-            config.trusted_proxies.clone(),
-            config.max_polls_per_ip,
+            settings.admission.rate_limit,
+            settings.admission.rate_burst,
+            settings.admission.trusted_proxies.clone(),
+            settings.admission.max_polls_per_ip,
         ));
-        let settings = ApiSettings {
-            max_body: config.max_body,
-            poll_timeout: config.poll_timeout,
-            max_poll_timeout: config.max_poll_timeout,
-            cors,
-            web_dir: config.web_dir.clone(),
-            ice_servers: config
-                .ice_servers
-                .iter()
-                .flat_map(|servers| servers.0.iter().cloned())
-                .collect(),
-            turn: config.turn_minter().map_err(StartError::Config)?,
-            body_timeout: config.body_timeout,
-            hsts: config.hsts && tls.is_some(),
+        let mut api = settings.api.clone();
+        api.hsts = api.hsts && tls.is_some();
+        let web = match &api.web {
+            WebRoot::Embedded => "built in".to_owned(),
+            WebRoot::Dir(dir) => dir.display().to_string(),
         };
-        if !config.web_dir.is_dir() {
-            warn!(
-                web_dir = %config.web_dir.display(),
-                "the web folder does not exist, so / answers 404: run from the project root or pass --web-dir"
-            );
-        }
         let tls_on = tls.is_some();
-        let parts = CoreParts {
+        let parts = Parts {
             listener,
             tls,
-            settings,
+            api,
             metrics: metrics.clone(),
             admission,
+            settings: &settings,
         };
-        let serving = match &config.store {
+        let accepting: Box<dyn Serve> = match &settings.store {
             StoreChoice::Memory => {
-                let store = MemoryStore::with_metrics(config.limits(), metrics);
-                Serving::Memory(Core::new(Arc::new(store), parts, config))
+                let store = MemoryStore::with_metrics(settings.limits.clone(), metrics);
+                Box::new(parts.accept_loop(store))
             }
             StoreChoice::Redis(url) => {
-                let store = RedisStore::connect(url, config.limits(), metrics).await?;
+                let store = RedisStore::connect(url, settings.limits.clone(), metrics).await?;
                 info!("rooms and mailboxes are in Redis, shared with every instance using it");
-                Serving::Redis(Core::new(Arc::new(store), parts, config))
+                Box::new(parts.accept_loop(store))
             }
         };
         // Logged once the store is ready: from here on requests are served.
         let scheme = if tls_on { "https" } else { "http" };
+        let cert = match &settings.tls {
+            Some(tls) => tls.cert.display().to_string(),
+            None => "-".into(),
+        };
         info!(
             listen = %local_addr,
             tls = tls_on,
-            cert = %if tls_on { config.tls_cert.display().to_string() } else { "-".into() },
-            web_dir = %config.web_dir.display(),
+            cert = %cert,
+            web = %web,
             "signal relay listening on {scheme}://{local_addr}/",
         );
         Ok(Server {
             local_addr,
-            serving,
+            accepting,
         })
     }
 
@@ -201,44 +194,57 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        match self.serving {
-            Serving::Memory(core) => core.run(shutdown).await,
-            Serving::Redis(core) => core.run(shutdown).await,
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        self.accepting.run(Box::pin(shutdown)).await;
+    }
+}
+
+/// What an [`AcceptLoop`] is built from besides its store.
+struct Parts<'a> {
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    api: ApiSettings,
+    metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+    settings: &'a Settings,
+}
+
+impl Parts<'_> {
+    fn accept_loop<S: Store>(self, store: S) -> AcceptLoop<S> {
+        let store = Arc::new(store);
+        let api = Arc::new(Api::new(
+            store.clone(),
+            self.api,
+            self.metrics,
+            self.admission.clone(),
+        ));
+        AcceptLoop {
+            listener: self.listener,
+            tls: self.tls,
+            store,
+            api,
+            admission: self.admission,
+            connections: Arc::new(Semaphore::new(self.settings.max_connections)),
+            header_timeout: self.settings.header_timeout,
+            handshake_timeout: self
+                .settings
+                .tls
+                .as_ref()
+                .map_or(Duration::ZERO, |tls| tls.handshake_timeout),
+            sweep_every: sweep_interval(self.settings.limits.peer_ttl),
         }
     }
 }
 
-impl<S: Store> Core<S> {
-    fn new(store: Arc<S>, parts: CoreParts, config: &Config) -> Core<S> {
-        let CoreParts {
-            listener,
-            tls,
-            settings,
-            metrics,
-            admission,
-        } = parts;
-        let api = Arc::new(Api::new(
-            store.clone(),
-            settings,
-            metrics,
-            admission.clone(),
-        ));
-        Core {
-            listener,
-            tls,
-            store,
-            api,
-            admission,
-            connections: Arc::new(Semaphore::new(config.max_connections)),
-            header_timeout: config.header_timeout,
-            handshake_timeout: config.tls_handshake_timeout,
-            sweep_every: sweep_interval(config.peer_ttl),
-        }
+impl<S: Store> Serve for AcceptLoop<S> {
+    fn run(self: Box<Self>, shutdown: Shutdown) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.accept_until(shutdown))
     }
+}
 
-    async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Core {
+impl<S: Store> AcceptLoop<S> {
+    async fn accept_until(self, shutdown: Shutdown) {
+        let AcceptLoop {
             listener,
             tls,
             store,
@@ -252,7 +258,7 @@ impl<S: Store> Core<S> {
         let protocols = Arc::new(Protocols::new(header_timeout));
         let graceful = GracefulShutdown::new();
         let sweeper = tokio::spawn(sweep_periodically(store.clone(), admission, sweep_every));
-        let mut shutdown = pin!(shutdown);
+        let mut shutdown = shutdown;
         loop {
             // At the connection cap, stop accepting (the kernel queues new
             // connections) rather than run out of memory or descriptors.

@@ -39,7 +39,7 @@ async fn cutting_proxy(upstream: SocketAddr, after: Duration) -> SocketAddr {
 
 #[tokio::test]
 async fn a_proxy_cutting_every_poll_loses_nothing() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let proxy = cutting_proxy(server.addr, Duration::from_millis(150)).await;
     let (mut receiver, sender) = server.pair("r").await;
     // The receiver reaches the server only through the proxy, with polls
@@ -99,7 +99,11 @@ async fn shutdown_under_load_swallows_nothing_silently() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let first = TestServer::start(&["--listen", &listen, "--rate-limit", "0"]).await;
+    let first = TestServer::with(|s| {
+        s.listen = listen.parse().unwrap();
+        s.admission.rate_limit = 0;
+    })
+    .await;
     let mut pairs = Vec::new();
     for p in 0..4 {
         let (receiver, sender) = first.pair(&format!("load-{p}")).await;
@@ -151,7 +155,11 @@ async fn shutdown_under_load_swallows_nothing_silently() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     first.shutdown().await;
 
-    let second = TestServer::start(&["--listen", &listen, "--rate-limit", "0"]).await;
+    let second = TestServer::with(|s| {
+        s.listen = listen.parse().unwrap();
+        s.admission.rate_limit = 0;
+    })
+    .await;
     for (sending, receiving) in tasks {
         let accepted = sending.await.unwrap();
         let (mut receiver, received, saw_reset) = receiving.await.unwrap();

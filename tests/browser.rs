@@ -29,6 +29,7 @@ use common::TestServer;
 use fantoccini::Client;
 use page::{CHROMEDRIVER, CHROMIUM, Engine, FIREFOX, Page};
 use serde_json::{Value, json};
+use signal_relay::settings::StoreChoice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -218,7 +219,7 @@ impl Env {
 async fn run(filter: Option<String>) -> ExitCode {
     let scratch = std::env::temp_dir().join(format!("signal-browser-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let driver_port = free_port();
     let mut driver = Command::new(CHROMEDRIVER)
         .arg(format!("--port={driver_port}"))
@@ -395,8 +396,8 @@ async fn open_and_call(
 async fn two_pages_on_two_instances(env: Env) -> Outcome {
     let redis = common::RedisServer::start();
     let url = redis.url();
-    let a = TestServer::start(&["--store", &url]).await;
-    let b = TestServer::start(&["--store", &url]).await;
+    let a = TestServer::with(|s| s.store = StoreChoice::Redis(url.clone())).await;
+    let b = TestServer::with(|s| s.store = StoreChoice::Redis(url.clone())).await;
     let proxy = Proxy::start(&env, &[a.addr, b.addr]).await?;
     let page = format!(
         "http://127.0.0.1:{}/?room=scale-{}&ice=trickle",
@@ -505,14 +506,7 @@ async fn two_tabs_auto_over_https(env: Env) -> Outcome {
     let cert_dir = env.scratch.join("tls");
     let cert = cert_dir.join("server.crt");
     let key = cert_dir.join("server.key");
-    let server = TestServer::start(&[
-        "--tls",
-        "--tls-cert",
-        cert.to_str().ok_or("path")?,
-        "--tls-key",
-        key.to_str().ok_or("path")?,
-    ])
-    .await;
+    let server = TestServer::with(|s| s.tls = Some(common::tls(&cert, &key))).await;
     let url = format!("https://localhost:{}/?auto=1", server.addr.port());
     let trust = ["--ignore-certificate-errors"];
     let first = Page::open_with(&env, "tab1", &url, &trust).await?;
@@ -677,7 +671,7 @@ async fn read_head(stream: &mut TcpStream) -> String {
 async fn signal_js_recovers_from_a_server_restart(env: Env) -> Outcome {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let first = TestServer::start(&["--listen", &listen]).await;
+    let first = TestServer::with(|s| s.listen = listen.parse().unwrap()).await;
     let page = Page::open(&env, "module", &format!("http://{listen}/")).await?;
     page.client
         .execute_async(
@@ -698,7 +692,7 @@ async fn signal_js_recovers_from_a_server_restart(env: Env) -> Outcome {
         .map_err(|e| e.to_string())?;
     first.shutdown().await;
     tokio::time::sleep(Duration::from_millis(800)).await; // a few failed polls
-    let second = TestServer::start(&["--listen", &listen]).await;
+    let second = TestServer::with(|s| s.listen = listen.parse().unwrap()).await;
 
     page.wait_for_log("a reset after the restart", |log| {
         log.iter().any(|e| e["type"] == "reset")

@@ -36,7 +36,7 @@ async fn post(url: &str, content_type: &str, body: impl Into<reqwest::Body>) -> 
 }
 
 async fn bad_parameters_are_400(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let cases = [
         ("/signal", "missing `room`"),
         ("/signal?room=r", "missing `peer`"),
@@ -75,7 +75,7 @@ async fn bad_parameters_are_400(store: Backend) {
 }
 
 async fn bad_bodies_are_400(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let url = server.url("/signal?room=r&peer=a");
     for (body, expected) in [
         ("{not json", "not valid JSON"),
@@ -117,7 +117,7 @@ async fn bad_bodies_are_400(store: Backend) {
 }
 
 async fn nothing_is_created_by_a_refused_request(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let url = server.url("/signal?room=r&peer=a");
     expect_error(
         post(&url, "application/json", "[]").await,
@@ -130,7 +130,7 @@ async fn nothing_is_created_by_a_refused_request(store: Backend) {
 }
 
 async fn wrong_token_is_403(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     server.peer("r", "alice").join().await;
     let reply = client()
         .get(server.url("/signal?room=r&peer=alice&timeout=0"))
@@ -143,7 +143,7 @@ async fn wrong_token_is_403(store: Backend) {
 }
 
 async fn unknown_paths_and_recipients_are_404(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let message = expect_error(
         client().get(server.url("/signall")).send().await.unwrap(),
         StatusCode::NOT_FOUND,
@@ -167,7 +167,7 @@ async fn unknown_paths_and_recipients_are_404(store: Backend) {
 }
 
 async fn wrong_methods_are_405_with_allow(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     for method in [reqwest::Method::PUT, reqwest::Method::PATCH] {
         let reply = client()
             .request(method, server.url("/signal?room=r&peer=a"))
@@ -183,7 +183,11 @@ async fn wrong_methods_are_405_with_allow(store: Backend) {
 }
 
 async fn a_full_room_is_409(store: Backend) {
-    let server = store.start(&["--room-peers", "2"]).await;
+    let server = store
+        .with(|s| {
+            s.limits.room_peers = 2;
+        })
+        .await;
     server.peer("r", "a").join().await;
     server.peer("r", "b").join().await;
     let reply = client()
@@ -196,7 +200,11 @@ async fn a_full_room_is_409(store: Backend) {
 }
 
 async fn oversized_bodies_are_413_declared_or_streamed(store: Backend) {
-    let server = store.start(&["--max-body", "1024"]).await;
+    let server = store
+        .with(|s| {
+            s.api.max_body = 1024;
+        })
+        .await;
     let url = server.url("/signal?room=r&peer=a");
     let big = format!("{{\"sdp\":\"{}\"}}", "x".repeat(2000));
     expect_error(
@@ -226,7 +234,7 @@ async fn oversized_bodies_are_413_declared_or_streamed(store: Backend) {
 }
 
 async fn other_content_types_are_415(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let url = server.url("/signal?room=r&peer=a");
     for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
         let message = expect_error(
@@ -242,7 +250,10 @@ async fn other_content_types_are_415(store: Backend) {
 
 async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
     let server = store
-        .start(&["--mailbox-messages", "3", "--backlog-messages", "3"])
+        .with(|s| {
+            s.limits.mailbox_messages = 3;
+            s.limits.backlog_messages = 3;
+        })
         .await;
     let mut a = server.peer("r", "a");
     let mut b = server.peer("r", "b");
@@ -272,7 +283,10 @@ async fn a_full_mailbox_is_429_and_stores_nothing_for_anyone(store: Backend) {
 
 async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
     let server = store
-        .start(&["--max-parked-polls", "1", "--max-rooms", "2"])
+        .with(|s| {
+            s.limits.parked_polls = 1;
+            s.limits.rooms = 2;
+        })
         .await;
     let mut a = server.peer("r1", "a");
     let mut b = server.peer("r2", "b");

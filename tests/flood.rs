@@ -33,7 +33,7 @@ fn peer(server: &TestServer, client: &Client, room: &str, name: &str) -> Peer {
 /// on another address keep signaling, and their round trips are timed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn floods_from_one_address_do_not_starve_another() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let attacker = client_from("127.0.0.1");
     let base = server.base.clone();
 

@@ -7,7 +7,6 @@
 //! `SIGNAL_FUZZ_CASES` sets the case count (CI runs the default, 4000).
 
 use signal_relay::wire::header;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -115,8 +114,6 @@ fn api() -> (Api<MemoryStore>, tokio::runtime::Runtime) {
             // Every poll answers at once: nothing parks in a fuzz run.
             max_poll_timeout: Duration::ZERO,
             cors: Cors::AnyOrigin,
-            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/web")),
-            ice_servers: Vec::new(),
             // So fuzzed /config queries reach the minting path too.
             turn: Some(TurnMinter::new(
                 vec!["turn:127.0.0.1:3478?transport=tcp".into()],
@@ -124,7 +121,7 @@ fn api() -> (Api<MemoryStore>, tokio::runtime::Runtime) {
                 Duration::from_secs(60),
             )),
             body_timeout: Duration::from_secs(1),
-            hsts: false,
+            ..ApiSettings::default()
         },
         Arc::default(),
         Arc::new(Admission::new(0, 0, Vec::new(), 0)),

@@ -7,9 +7,11 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::TestServer;
+use common::{TestServer, secs};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
+use signal_relay::Settings;
+use signal_relay::api::Cors;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -37,7 +39,11 @@ async fn status_and_retry_after(
 
 #[tokio::test]
 async fn the_rate_limit_is_per_client_address() {
-    let server = TestServer::start(&["--rate-limit", "1", "--rate-burst", "3"]).await;
+    let server = TestServer::with(|s| {
+        s.admission.rate_limit = 1;
+        s.admission.rate_burst = 3;
+    })
+    .await;
     let one = client_from("127.0.0.1");
     for _ in 0..3 {
         let reply = one.get(server.url("/config")).send().await.unwrap();
@@ -77,14 +83,19 @@ async fn the_rate_limit_is_per_client_address() {
 
 #[tokio::test]
 async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
-    let limited = ["--rate-limit", "1", "--rate-burst", "1"];
+    let limited = |s: &mut Settings| {
+        s.admission.rate_limit = 1;
+        s.admission.rate_burst = 1;
+    };
     let forwarded = |client: &Client, url: String, from: &str| {
         client.get(url).header("X-Forwarded-For", from).send()
     };
     // Behind a trusted proxy, each forwarded client has its own allowance.
-    let mut flags = limited.to_vec();
-    flags.extend(["--trusted-proxy", "127.0.0.1"]);
-    let behind_proxy = TestServer::start(&flags).await;
+    let behind_proxy = TestServer::with(|s| {
+        limited(s);
+        s.admission.trusted_proxies = vec![IpAddr::from([127, 0, 0, 1])];
+    })
+    .await;
     let proxy = client_from("127.0.0.1");
     for from in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
         let reply = forwarded(&proxy, behind_proxy.url("/config"), from)
@@ -98,7 +109,7 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
     assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
 
     // Without the flag, the header is the client's own words: ignored.
-    let direct = TestServer::start(&limited).await;
+    let direct = TestServer::with(limited).await;
     let client = client_from("127.0.0.1");
     let first = forwarded(&client, direct.url("/config"), "203.0.113.1")
         .await
@@ -112,7 +123,10 @@ async fn x_forwarded_for_counts_only_from_a_trusted_proxy() {
 
 #[tokio::test]
 async fn polls_per_client_address_are_capped() {
-    let server = TestServer::start(&["--max-polls-per-ip", "2"]).await;
+    let server = TestServer::with(|s| {
+        s.admission.max_polls_per_ip = 2;
+    })
+    .await;
     let mut parked = Vec::new();
     for peer in ["a", "b"] {
         // Separate rooms: a `join` event would end the other's poll.
@@ -157,7 +171,10 @@ async fn polls_per_client_address_are_capped() {
 
 #[tokio::test]
 async fn past_the_connection_cap_new_connections_wait() {
-    let server = TestServer::start(&["--max-connections", "2"]).await;
+    let server = TestServer::with(|s| {
+        s.max_connections = 2;
+    })
+    .await;
     // Two connections take the two slots (they stay open, saying nothing).
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -189,7 +206,10 @@ async fn past_the_connection_cap_new_connections_wait() {
 
 #[tokio::test]
 async fn a_slow_body_is_408() {
-    let server = TestServer::start(&["--body-timeout", "0.3"]).await;
+    let server = TestServer::with(|s| {
+        s.api.body_timeout = secs(0.3);
+    })
+    .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(
@@ -216,23 +236,12 @@ async fn hsts_only_when_asked_for_with_tls() {
     let dir = std::env::temp_dir().join(format!("signal-hsts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
-    let tls = |hsts: bool| {
-        let mut flags = vec![
-            "--tls",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ];
-        if hsts {
-            flags.push("--hsts");
-        }
-        flags.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-    };
     for hsts in [true, false] {
-        let flags = tls(hsts);
-        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let server = TestServer::start(&refs).await;
+        let server = TestServer::with(|s| {
+            s.tls = Some(common::tls(&cert, &key));
+            s.api.hsts = hsts;
+        })
+        .await;
         let client = Client::builder()
             .no_proxy()
             .add_root_certificate(
@@ -258,7 +267,7 @@ async fn hsts_only_when_asked_for_with_tls() {
 
 #[tokio::test]
 async fn an_oversized_request_head_is_431() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let client = client_from("127.0.0.1");
     let big = "a".repeat(20_000);
     let reply = client
@@ -280,14 +289,11 @@ async fn an_oversized_request_head_is_431() {
 
 #[tokio::test]
 async fn a_refused_request_still_carries_cors_headers() {
-    let server = TestServer::start(&[
-        "--rate-limit",
-        "1",
-        "--rate-burst",
-        "1",
-        "--cors-origin",
-        "*",
-    ])
+    let server = TestServer::with(|s| {
+        s.admission.rate_limit = 1;
+        s.admission.rate_burst = 1;
+        s.api.cors = Cors::from_origins(&["*".into()]).unwrap();
+    })
     .await;
     let client = client_from("127.0.0.1");
     let get = || {

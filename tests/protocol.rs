@@ -6,12 +6,13 @@ mod common;
 use signal_relay::wire::header;
 use std::time::{Duration, Instant};
 
-use common::{Backend, client, data, metric, parsed, receipt as receipt_of, sender};
+use common::{Backend, client, data, metric, parsed, receipt as receipt_of, secs, sender};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use signal_relay::api::Cors;
 
 async fn a_parked_poll_is_woken_by_a_post(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, mut bob) = server.pair("r").await;
 
     let started = Instant::now();
@@ -36,7 +37,7 @@ async fn a_parked_poll_is_woken_by_a_post(store: Backend) {
 }
 
 async fn a_poll_with_nothing_times_out_with_an_empty_batch(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let cursor = alice.since;
@@ -51,7 +52,10 @@ async fn a_poll_with_nothing_times_out_with_an_empty_batch(store: Backend) {
 
 async fn the_server_clamps_a_long_timeout(store: Backend) {
     let server = store
-        .start(&["--poll-timeout", "0.2", "--max-poll-timeout", "0.4"])
+        .with(|s| {
+            s.api.poll_timeout = secs(0.2);
+            s.api.max_poll_timeout = secs(0.4);
+        })
         .await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
@@ -61,7 +65,7 @@ async fn the_server_clamps_a_long_timeout(store: Backend) {
 }
 
 async fn acknowledging_frees_and_a_repeated_cursor_redelivers(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     alice.join().await;
@@ -95,7 +99,7 @@ async fn acknowledging_frees_and_a_repeated_cursor_redelivers(store: Backend) {
 }
 
 async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut peers: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|p| server.peer("r", p))
@@ -125,7 +129,7 @@ async fn broadcast_reaches_every_other_peer_and_to_only_one(store: Backend) {
 }
 
 async fn the_backlog_goes_to_the_next_joiner(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let offer = json!({"type": "offer", "sdp": "v=0"});
@@ -150,7 +154,11 @@ async fn the_backlog_goes_to_the_next_joiner(store: Backend) {
 }
 
 async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
-    let server = store.start(&["--peer-ttl", "0.5"]).await;
+    let server = store
+        .with(|s| {
+            s.limits.peer_ttl = secs(0.5);
+        })
+        .await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     assert!(alice.join().await.is_empty());
@@ -182,7 +190,7 @@ async fn room_events_peers_join_and_leave_after_the_ttl(store: Backend) {
 }
 
 async fn delete_leaves_at_once(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, bob) = server.pair("r").await;
     let left = bob.leave().await;
     assert_eq!(left.status(), StatusCode::OK);
@@ -196,7 +204,7 @@ async fn delete_leaves_at_once(store: Backend) {
 /// `navigator.sendBeacon` can only POST, with a body of its choosing (none,
 /// or text/plain): `POST …&leave=1` leaves exactly like DELETE, token and all.
 async fn a_beacon_post_with_leave_leaves_like_delete(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, bob) = server.pair("r").await;
     let token = bob.token.clone().expect("bob's token");
     let beacon = |query: &str| {
@@ -225,7 +233,7 @@ async fn a_beacon_post_with_leave_leaves_like_delete(store: Backend) {
 }
 
 async fn tokens_are_required_and_checked(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let token = alice.token.clone().unwrap();
@@ -266,7 +274,7 @@ async fn tokens_are_required_and_checked(store: Backend) {
 }
 
 async fn an_offered_token_is_adopted(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     alice.token = Some("alice-chose-this-secret".into());
     let receipt = alice.send_ok(None, &json!({"hello": 1})).await;
@@ -276,7 +284,7 @@ async fn an_offered_token_is_adopted(store: Backend) {
 }
 
 async fn a_second_poll_ends_the_first(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut first = server.peer("r", "alice");
     first.join().await;
     let mut second = server.peer("r", "alice");
@@ -296,7 +304,7 @@ async fn a_second_poll_ends_the_first(store: Backend) {
 }
 
 async fn a_poll_whose_client_hung_up_loses_nothing(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, mut bob) = server.pair("r").await;
     // alice's poll is abandoned mid-wait (tab closed, proxy cut it).
     let url = alice.signal_url(&format!("&since={}&timeout=20", alice.since));
@@ -312,7 +320,11 @@ async fn a_poll_whose_client_hung_up_loses_nothing(store: Backend) {
 }
 
 async fn a_foreign_epoch_resets(store: Backend) {
-    let server = store.start(&["--peer-ttl", "0.3"]).await;
+    let server = store
+        .with(|s| {
+            s.limits.peer_ttl = secs(0.3);
+        })
+        .await;
     let mut alice = server.peer("r", "alice");
     alice.token = Some("alice-keeps-her-token".into());
     alice.join().await;
@@ -338,14 +350,14 @@ async fn a_foreign_epoch_resets(store: Backend) {
 }
 
 async fn a_restarted_server_resets_its_clients(store: Backend) {
-    let first = store.start(&[]).await;
+    let first = store.start().await;
     let mut alice = first.peer("r", "alice");
     alice.token = Some("alice-keeps-her-token".into());
     alice.join().await;
     let (old_cursor, old_epoch) = (alice.since, alice.epoch.clone());
     first.shutdown().await;
 
-    let second = store.start(&[]).await;
+    let second = store.start().await;
     alice.base = second.base.clone();
     let (status, body) = alice.poll_batch(0.0).await;
     assert_eq!(status, StatusCode::OK, "{body:?}");
@@ -356,7 +368,7 @@ async fn a_restarted_server_resets_its_clients(store: Backend) {
 }
 
 async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     alice.since = 999;
@@ -366,7 +378,7 @@ async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
 }
 
 async fn an_idempotent_retry_is_stored_once(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let mut alice = server.peer("r", "alice");
     let mut bob = server.peer("r", "bob");
     alice.join().await;
@@ -399,7 +411,7 @@ async fn an_idempotent_retry_is_stored_once(store: Backend) {
 }
 
 async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, mut bob) = server.pair("r").await;
     let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
     for (query, kind) in [("", "offer"), ("&type=answer", "answer")] {
@@ -426,7 +438,7 @@ async fn raw_sdp_is_wrapped_like_a_session_description(store: Backend) {
 }
 
 async fn every_signal_reply_is_no_store_and_cors_is_off_by_default(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let ok = client()
         .get(server.url("/signal?room=r&peer=a&timeout=0"))
         .header("Origin", "https://elsewhere.example")
@@ -457,7 +469,11 @@ async fn every_signal_reply_is_no_store_and_cors_is_off_by_default(store: Backen
 }
 
 async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backend) {
-    let server = store.start(&["--cors-origin", "https://app.example"]).await;
+    let server = store
+        .with(|s| {
+            s.api.cors = Cors::from_origins(&["https://app.example".into()]).unwrap();
+        })
+        .await;
     let preflight = client()
         .request(
             reqwest::Method::OPTIONS,
@@ -511,7 +527,11 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backen
             .is_none()
     );
 
-    let any = store.start(&["--cors-origin", "*"]).await;
+    let any = store
+        .with(|s| {
+            s.api.cors = Cors::from_origins(&["*".into()]).unwrap();
+        })
+        .await;
     let reply = client()
         .get(any.url("/signal?room=r&peer=a&timeout=0"))
         .header("Origin", "https://whoever.example")
@@ -522,7 +542,7 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backen
 }
 
 async fn health_and_the_web_folder(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let health = client().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let page = client().get(server.url("/")).send().await.unwrap();
@@ -532,7 +552,7 @@ async fn health_and_the_web_folder(store: Backend) {
 }
 
 async fn config_serves_the_ice_servers(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let reply = client().get(server.url("/config")).send().await.unwrap();
     assert_eq!(reply.headers()["cache-control"], "no-store");
     assert_eq!(
@@ -541,12 +561,12 @@ async fn config_serves_the_ice_servers(store: Backend) {
     );
 
     let server = store
-        .start(&[
-            "--ice-server",
-            "stun:stun.example.org:3478",
-            "--ice-server",
-            r#"{"urls":"turn:turn.example.org:3478","username":"u","credential":"p"}"#,
-        ])
+        .with(|s| {
+            s.api.ice_servers = vec![
+                json!({"urls": "stun:stun.example.org:3478"}),
+                json!({"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}),
+            ]
+        })
         .await;
     let reply: Value = client()
         .get(server.url("/config"))
@@ -566,7 +586,7 @@ async fn config_serves_the_ice_servers(store: Backend) {
 }
 
 async fn metrics_count_relays_latency_rejections_and_parked_polls(store: Backend) {
-    let server = store.start(&[]).await;
+    let server = store.start().await;
     let (mut alice, mut bob) = server.pair("r").await;
     bob.send_ok(Some("alice"), &json!({"n": 1})).await;
     bob.send_ok(None, &json!({"n": 2})).await;

@@ -42,7 +42,7 @@ fn normalized(output: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn the_curl_walkthrough_works_verbatim() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let script = block_after("## Try it with curl", "sh")
         .replace("127.0.0.1:3000", &server.addr.to_string());
     let output = tokio::process::Command::new("bash")

@@ -11,15 +11,24 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Peer, RedisServer, TestServer, data, spawn_server};
+use common::{Peer, RedisServer, TestServer, data, secs, spawn_server};
+use signal_relay::Settings;
+use signal_relay::settings::StoreChoice;
 
-async fn instances(redis: &RedisServer, n: usize, flags: &[&str]) -> Vec<TestServer> {
-    let url = redis.url();
+async fn instances(
+    redis: &RedisServer,
+    n: usize,
+    configure: impl Fn(&mut Settings),
+) -> Vec<TestServer> {
     let mut all = Vec::new();
     for _ in 0..n {
-        let mut flags = flags.to_vec();
-        flags.extend(["--store", &url]);
-        all.push(TestServer::start(&flags).await);
+        all.push(
+            TestServer::with(|s| {
+                configure(s);
+                s.store = StoreChoice::Redis(redis.url());
+            })
+            .await,
+        );
     }
     all
 }
@@ -45,7 +54,7 @@ async fn let_it_park() {
 #[tokio::test]
 async fn each_request_of_an_exchange_can_land_on_another_instance() {
     let redis = RedisServer::start();
-    let servers = instances(&redis, 2, &[]).await;
+    let servers = instances(&redis, 2, |_| {}).await;
     let (a, b) = (&servers[0], &servers[1]);
     let mut alice = a.peer("call", "alice");
     let mut bob = b.peer("call", "bob");
@@ -136,7 +145,7 @@ async fn each_request_of_an_exchange_can_land_on_another_instance() {
 #[tokio::test]
 async fn leave_and_expiry_happen_once_across_three_instances() {
     let redis = RedisServer::start();
-    let servers = instances(&redis, 3, &["--peer-ttl", "0.4"]).await;
+    let servers = instances(&redis, 3, |s| s.limits.peer_ttl = secs(0.4)).await;
     let mut alice = servers[0].peer("room", "alice");
     let mut carol = servers[1].peer("room", "carol");
     let mut dave = servers[2].peer("room", "dave");
@@ -229,7 +238,7 @@ async fn an_instance_killed_mid_exchange_loses_nothing() {
 #[tokio::test]
 async fn a_restarted_redis_loses_nothing_acknowledged_and_the_instances_recover() {
     let mut redis = RedisServer::start_persistent();
-    let servers = instances(&redis, 2, &[]).await;
+    let servers = instances(&redis, 2, |_| {}).await;
     let (a, b) = (&servers[0], &servers[1]);
     let mut alice = b.peer("call", "alice");
     let mut bob = a.peer("call", "bob");

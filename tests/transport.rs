@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, client};
+use common::{TestServer, client, secs};
 use reqwest::{Certificate, Client, StatusCode, Version};
 use serde_json::{Value, json};
+use signal_relay::settings::TlsSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,15 +29,12 @@ async fn tls_server(test: &str) -> (TestServer, PathBuf) {
     let dir = scratch_dir(test);
     let cert = dir.join("ssl/server.crt");
     let key = dir.join("ssl/server.key");
-    let server = TestServer::start(&[
-        "--tls",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--tls-san",
-        "signal.test",
-    ])
+    let server = TestServer::with(|s| {
+        s.tls = Some(TlsSettings {
+            extra_sans: vec!["signal.test".into()],
+            ..common::tls(&cert, &key)
+        })
+    })
     .await;
     (server, cert)
 }
@@ -82,14 +80,8 @@ async fn tls_with_the_generated_certificate_trusted_as_root() {
     // And the same certificate is loaded, not regenerated, next time.
     let pem = std::fs::read(&cert).unwrap();
     server.shutdown().await;
-    let again = TestServer::start(&[
-        "--tls",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        cert.with_file_name("server.key").to_str().unwrap(),
-    ])
-    .await;
+    let key = cert.with_file_name("server.key");
+    let again = TestServer::with(|s| s.tls = Some(common::tls(&cert, &key))).await;
     assert_eq!(std::fs::read(&cert).unwrap(), pem);
     let reply = trusting(&cert, &again)
         .build()
@@ -154,7 +146,7 @@ fn h2c_client() -> Client {
 
 #[tokio::test]
 async fn cleartext_http2_with_prior_knowledge() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let h2c = h2c_client();
     let reply = h2c.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(reply.status(), StatusCode::OK);
@@ -166,7 +158,7 @@ async fn cleartext_http2_with_prior_knowledge() {
 #[tokio::test]
 async fn one_http2_connection_parks_at_most_64_polls() {
     const POLLS: usize = 80;
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let h2c = h2c_client();
     // A room each, so no peer's arrival wakes another's poll.
     let mut peers = Vec::new();
@@ -217,7 +209,10 @@ async fn until_closed(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration)
 
 #[tokio::test]
 async fn silent_and_slow_connections_are_closed() {
-    let server = TestServer::start(&["--header-timeout", "0.3"]).await;
+    let server = TestServer::with(|s| {
+        s.header_timeout = secs(0.3);
+    })
+    .await;
     let limit = Duration::from_secs(5);
 
     // Connects and says nothing.
@@ -244,15 +239,12 @@ async fn silent_and_slow_connections_are_closed() {
 #[tokio::test]
 async fn a_stalled_tls_handshake_is_closed() {
     let dir = scratch_dir("handshake");
-    let server = TestServer::start(&[
-        "--tls",
-        "--tls-handshake-timeout",
-        "0.3",
-        "--tls-cert",
-        dir.join("c.pem").to_str().unwrap(),
-        "--tls-key",
-        dir.join("k.pem").to_str().unwrap(),
-    ])
+    let server = TestServer::with(|s| {
+        s.tls = Some(TlsSettings {
+            handshake_timeout: secs(0.3),
+            ..common::tls(&dir.join("c.pem"), &dir.join("k.pem"))
+        })
+    })
     .await;
     let mut stalled = TcpStream::connect(server.addr).await.unwrap();
     until_closed(&mut stalled, Duration::from_secs(5)).await;
@@ -260,7 +252,7 @@ async fn a_stalled_tls_handshake_is_closed() {
 
 #[tokio::test]
 async fn graceful_shutdown_answers_a_parked_poll() {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let mut alice = server.peer("r", "alice");
     alice.join().await;
     let parked = tokio::spawn(async move { alice.poll_batch(20.0).await });
@@ -297,7 +289,7 @@ async fn the_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
     );
     let line = server.startup.last().expect("the listening line");
     assert!(
-        line.contains("tls=false") && line.contains("web_dir="),
+        line.contains("tls=false") && line.contains("web=built in"),
         "{line}"
     );
 

@@ -7,7 +7,6 @@ mod error;
 mod params;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -28,7 +27,7 @@ use crate::name::Name;
 use crate::store::{Credentials, PollRequest, Polled, SendRequest, Store};
 use crate::token::Token;
 use crate::turn::TurnMinter;
-use crate::web;
+use crate::web::{self, WebRoot};
 use crate::wire::{self, Health, IceConfig, Left, Payload};
 
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
@@ -46,7 +45,8 @@ pub struct ApiSettings {
     pub poll_timeout: Duration,
     pub max_poll_timeout: Duration,
     pub cors: Cors,
-    pub web_dir: PathBuf,
+    /// The browser client served at `/`.
+    pub web: WebRoot,
     /// `RTCIceServer` objects for the browser client, served at `/config`.
     pub ice_servers: Vec<serde_json::Value>,
     /// Mints a TURN credential into every `/config` reply, when configured.
@@ -55,6 +55,22 @@ pub struct ApiSettings {
     pub body_timeout: Duration,
     /// Send Strict-Transport-Security (only when serving TLS).
     pub hsts: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> ApiSettings {
+        ApiSettings {
+            max_body: 64 * 1024,
+            poll_timeout: Duration::from_secs(25),
+            max_poll_timeout: Duration::from_secs(60),
+            cors: Cors::Off,
+            web: WebRoot::Embedded,
+            ice_servers: Vec::new(),
+            turn: None,
+            body_timeout: Duration::from_secs(10),
+            hsts: false,
+        }
+    }
 }
 
 /// Routes requests to the store and formats its answers.
@@ -187,9 +203,11 @@ impl<S: Store> Api<S> {
             ),
             // Boxed, like POST below: file reading must not size every
             // request's future, parked polls included.
-            path if is_read(&method) => Box::pin(web::serve(&self.settings.web_dir, path))
-                .await
-                .unwrap_or_else(ApiError::into_response),
+            path if is_read(&method) => {
+                Box::pin(web::serve(&self.settings.web, path, request.headers()))
+                    .await
+                    .unwrap_or_else(ApiError::into_response)
+            }
             path => {
                 let error = if [
                     wire::HEALTH_PATH,
@@ -464,17 +482,7 @@ mod tests {
         let store = Arc::new(MemoryStore::new(Limits::default()));
         let api = Api::new(
             store.clone(),
-            ApiSettings {
-                max_body: 1024,
-                poll_timeout: Duration::from_secs(1),
-                max_poll_timeout: Duration::from_secs(1),
-                cors: Cors::Off,
-                web_dir: PathBuf::from("web"),
-                ice_servers: Vec::new(),
-                turn: None,
-                body_timeout: Duration::from_secs(1),
-                hsts: false,
-            },
+            ApiSettings::default(),
             Arc::default(),
             Arc::new(Admission::new(0, 0, Vec::new(), 0)),
         );

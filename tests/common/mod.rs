@@ -9,18 +9,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::Value;
 use signal_relay::name::Name;
+use signal_relay::settings::{StoreChoice, TlsSettings};
 use signal_relay::wire::{
     Batch, ErrorBody, Message, Receipt, RoomEvent, SIGNAL_PATH, header, query,
 };
-use signal_relay::{Config, Server};
+use signal_relay::{Server, Settings};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const WEB_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 /// Which store a test server runs on: the protocol suites run on both.
@@ -32,21 +31,52 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Starts a server on this store with `flags` (see [`TestServer::start`]).
-    pub async fn start(self, flags: &[&str]) -> TestServer {
+    /// Starts a server on this store with the test defaults.
+    pub async fn start(self) -> TestServer {
+        self.with(|_| {}).await
+    }
+
+    /// Starts a server on this store with the test defaults as changed by
+    /// `configure` (see [`TestServer::with`]).
+    pub async fn with(self, configure: impl FnOnce(&mut Settings)) -> TestServer {
         match self {
-            Backend::Memory => TestServer::start(flags).await,
+            Backend::Memory => TestServer::with(configure).await,
             Backend::Redis => {
                 let redis = RedisServer::start();
                 let url = redis.url();
-                let mut flags = flags.to_vec();
-                flags.extend(["--store", &url]);
-                let mut server = TestServer::start(&flags).await;
+                let mut server = TestServer::with(|settings| {
+                    configure(settings);
+                    settings.store = StoreChoice::Redis(url);
+                })
+                .await;
                 server.redis = Some(redis);
                 server
             }
         }
     }
+}
+
+/// The settings every test server starts from: a free loopback port, and
+/// otherwise what the binary does with no flags.
+pub fn settings() -> Settings {
+    Settings {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Settings::default()
+    }
+}
+
+/// TLS from `cert` and `key`, generated there when missing.
+pub fn tls(cert: &Path, key: &Path) -> TlsSettings {
+    TlsSettings {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        ..TlsSettings::default()
+    }
+}
+
+/// Seconds, as the flags give them.
+pub fn secs(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds)
 }
 
 /// Runs a test body once per store, as `memory::name` and `redis::name`.
@@ -83,20 +113,27 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server with `flags`, listening on a free loopback port and
-    /// serving the project's web folder unless `flags` say otherwise.
-    pub async fn start(flags: &[&str]) -> TestServer {
-        let mut args = vec!["signal-relay"];
-        for (flag, default) in [("--listen", "127.0.0.1:0"), ("--web-dir", WEB_DIR)] {
-            if !flags.contains(&flag) {
-                args.extend([flag, default]);
-            }
-        }
-        args.extend_from_slice(flags);
-        let config = Config::try_parse_from(&args).expect("test flags parse");
-        let server = Server::bind(&config).await.expect("server starts");
+    /// Starts a server with the test [`settings`].
+    pub async fn start() -> TestServer {
+        TestServer::with(|_| {}).await
+    }
+
+    /// Starts a server with the test [`settings`] as changed by `configure`.
+    pub async fn with(configure: impl FnOnce(&mut Settings)) -> TestServer {
+        let mut settings = settings();
+        configure(&mut settings);
+        TestServer::from_settings(settings).await
+    }
+
+    /// Starts a server with exactly `settings`.
+    pub async fn from_settings(settings: Settings) -> TestServer {
+        let scheme = if settings.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let server = Server::bind(settings).await.expect("server starts");
         let addr = server.local_addr();
-        let scheme = if config.tls { "https" } else { "http" };
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server.run(async {
             let _ = stopped.await;
@@ -390,7 +427,7 @@ pub struct ServerProcess {
 pub async fn spawn_server(flags: &[&str], log_level: &str) -> ServerProcess {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
-        .args(["--listen", "127.0.0.1:0", "--web-dir", WEB_DIR])
+        .args(["--listen", "127.0.0.1:0"])
         .args(flags)
         .env("RUST_LOG", log_level)
         .stdin(std::process::Stdio::null())

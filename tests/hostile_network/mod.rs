@@ -14,8 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use signal_relay::token::Token;
+use signal_relay::turn::{TurnMinter, TurnSecret};
 
-use super::common::{self, TestServer};
+use super::common::{self, TestServer, secs};
 use super::page::{Engine, Page};
 use super::{Env, Outcome, call_up, free_port, members, wait_for_port};
 
@@ -97,16 +98,11 @@ impl Coturn {
         format!("turn:127.0.0.1:{}?transport=tcp", self.port)
     }
 
-    /// Server flags that mint credentials for this coturn from `secret`.
-    pub fn server_flags(&self, scratch: &Path, secret: &str) -> Result<Vec<String>, String> {
-        let file = scratch.join(format!("turn-secret-{}", free_port()));
-        std::fs::write(&file, format!("{secret}\n")).map_err(|e| e.to_string())?;
-        Ok(vec![
-            "--turn-url".into(),
-            self.url(),
-            "--turn-secret-file".into(),
-            file.display().to_string(),
-        ])
+    /// What mints credentials for this coturn from `secret`, each living
+    /// `ttl` (`--turn-url`, `--turn-secret`, `--turn-ttl`).
+    pub fn minter(&self, secret: &str, ttl: Duration) -> TurnMinter {
+        let secret = TurnSecret::new(secret).expect("a test secret is not empty");
+        TurnMinter::new(vec![self.url()], secret, ttl)
     }
 
     /// Asks coturn for an allocation with coturn's own client, over TCP:
@@ -241,8 +237,8 @@ async fn relayed_both_ways(page: &Page) -> Result<(), String> {
 pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
     let secret = random_secret();
     let coturn = Coturn::start(&env.scratch, &secret).await?;
-    let flags = coturn.server_flags(&env.scratch, &secret)?;
-    let server = TestServer::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let hour = Duration::from_secs(3600);
+    let server = TestServer::with(|s| s.api.turn = Some(coturn.minter(&secret, hour))).await;
 
     // coturn's own client: what the server mints is what coturn accepts...
     let (username, credential) = minted(&server).await?;
@@ -250,10 +246,8 @@ pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
         return Err(format!("coturn refused a fresh credential {username}"));
     }
     // ...and not once it has expired,
-    let mut short = coturn.server_flags(&env.scratch, &secret)?;
-    short.extend(["--turn-ttl".into(), "1".into()]);
-    let short_lived =
-        TestServer::start(&short.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let second = Duration::from_secs(1);
+    let short_lived = TestServer::with(|s| s.api.turn = Some(coturn.minter(&secret, second))).await;
     let (old_user, old_credential) = minted(&short_lived).await?;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     if coturn.allocates(&old_user, &old_credential) {
@@ -261,9 +255,8 @@ pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
     }
     short_lived.shutdown().await;
     // ...nor under another secret.
-    let wrong = coturn.server_flags(&env.scratch, "not-the-secret")?;
-    let wrong_server =
-        TestServer::start(&wrong.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let wrong = coturn.minter("not-the-secret", hour);
+    let wrong_server = TestServer::with(|s| s.api.turn = Some(wrong)).await;
     let (bad_user, bad_credential) = minted(&wrong_server).await?;
     if coturn.allocates(&bad_user, &bad_credential) {
         return Err("coturn accepted a credential minted with the wrong secret".into());
@@ -320,14 +313,11 @@ pub async fn relay_only_call_through_coturn(env: Env) -> Outcome {
 pub async fn call_survives_signaling_silence(env: Env) -> Outcome {
     // A poll parks at most 2 s: the cut page's last poll (which the server
     // may not see end) stops keeping it alive soon after the cut.
-    let server = TestServer::start(&[
-        "--peer-ttl",
-        "1.5",
-        "--poll-timeout",
-        "2",
-        "--max-poll-timeout",
-        "2",
-    ])
+    let server = TestServer::with(|s| {
+        s.limits.peer_ttl = secs(1.5);
+        s.api.poll_timeout = secs(2.0);
+        s.api.max_poll_timeout = secs(2.0);
+    })
     .await;
     let mut gate = Gate::open(server.addr).await?;
     let room = format!("quiet-{}", free_port());
@@ -427,8 +417,8 @@ pub async fn call_survives_signaling_silence(env: Env) -> Outcome {
 pub async fn call_recovers_by_ice_restart(env: Env) -> Outcome {
     let secret = random_secret();
     let mut coturn = Coturn::start(&env.scratch, &secret).await?;
-    let flags = coturn.server_flags(&env.scratch, &secret)?;
-    let server = TestServer::start(&flags.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let hour = Duration::from_secs(3600);
+    let server = TestServer::with(|s| s.api.turn = Some(coturn.minter(&secret, hour))).await;
     let room = format!("restart-{}", free_port());
     let url = format!("http://{}/?room={room}&ice=trickle&relay=1", server.addr);
     let (caller, callee, connect_ms) = super::prepare_and_connect(&env, &url).await?;
@@ -485,7 +475,7 @@ pub async fn call_recovers_by_ice_restart(env: Env) -> Outcome {
 /// one. Before, each such message opened a never-negotiated connection and
 /// an empty tile.
 pub async fn late_messages_open_no_connection(env: Env) -> Outcome {
-    let server = TestServer::start(&[]).await;
+    let server = TestServer::start().await;
     let room = format!("late-{}", free_port());
     let page = Page::open(
         &env,
