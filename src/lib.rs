@@ -11,10 +11,13 @@
 //! - [`server`]: sockets, TLS, connections and graceful shutdown;
 //! - [`settings`]: the typed settings a server is built from, with defaults;
 //! - [`config`]: command-line flags and their environment variables, which produce settings;
-//! - [`client`]: a Rust client of the protocol (the load generator uses it).
+//! - `client` (with the `client` feature): a Rust client of the protocol,
+//!   on reqwest; the load generator (`--features loadgen`) is built on it.
+//!   The server binary links neither.
 
 pub mod admission;
 pub mod api;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod config;
 pub mod metrics;

@@ -16,6 +16,7 @@
 mod common;
 mod hostile_network;
 mod page;
+mod standalone;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -48,7 +49,7 @@ const CF: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
 const FC: [Engine; 2] = [Engine::Firefox, Engine::Chromium];
 const FF: [Engine; 2] = [Engine::Firefox, Engine::Firefox];
 
-const SCENARIOS: [(&str, Scenario); 18] = [
+const SCENARIOS: [(&str, Scenario); 19] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false, CC))
     }),
@@ -67,6 +68,9 @@ const SCENARIOS: [(&str, Scenario); 18] = [
     ),
     ("two_tabs_auto_over_https", |env| {
         Box::pin(two_tabs_auto_over_https(env))
+    }),
+    ("the_binary_alone_serves_the_page", |env| {
+        Box::pin(standalone::the_binary_alone_serves_the_page(env))
     }),
     ("signal_js_recovers_from_a_server_restart", |env| {
         Box::pin(signal_js_recovers_from_a_server_restart(env))
