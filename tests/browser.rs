@@ -415,14 +415,7 @@ async fn two_pages_on_two_instances(env: Env) -> Outcome {
     // Both instances relayed part of the call.
     let mut relayed = Vec::new();
     for server in [&a, &b] {
-        let text = common::client()
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
+        let text = common::get_text(&server.url("/metrics")).await?;
         let count = text
             .lines()
             .find_map(|l| l.strip_prefix("signal_messages_relayed_total "))

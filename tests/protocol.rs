@@ -541,14 +541,33 @@ async fn cors_when_enabled_answers_preflight_and_exposes_the_token(store: Backen
     assert_eq!(reply.headers()["access-control-allow-origin"], "*");
 }
 
-async fn health_and_the_web_folder(store: Backend) {
+async fn health_and_the_page(store: Backend) {
     let server = store.start().await;
     let health = client().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     let page = client().get(server.url("/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["cache-control"], "no-cache");
+    let etag = page.headers()["etag"].clone();
     assert!(page.text().await.unwrap().contains("<html"));
+
+    // A browser revalidating an unchanged page gets a 304 and no body.
+    let again = client()
+        .get(server.url("/"))
+        .header("If-None-Match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"], etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let icon = client()
+        .get(server.url("/favicon.ico"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), StatusCode::OK);
 }
 
 async fn config_serves_the_ice_servers(store: Backend) {
@@ -646,7 +665,7 @@ on_both_stores!(
     raw_sdp_is_wrapped_like_a_session_description,
     every_signal_reply_is_no_store_and_cors_is_off_by_default,
     cors_when_enabled_answers_preflight_and_exposes_the_token,
-    health_and_the_web_folder,
+    health_and_the_page,
     config_serves_the_ice_servers,
     metrics_count_relays_latency_rejections_and_parked_polls,
 );

@@ -89,3 +89,53 @@ fn the_flag_table_lists_every_flag() {
         }
     }
 }
+
+/// The section under `heading`, up to the next `## ` heading.
+fn section(heading: &str) -> &'static str {
+    let start = README.find(heading).expect("section exists");
+    let rest = &README[start + heading.len()..];
+    &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+}
+
+/// The layout table names every tracked file (a `mod.rs` by its folder,
+/// dot-files aside), and every path in its first column exists.
+#[test]
+fn the_layout_table_matches_the_tree() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = section("## Layout");
+    let quoted =
+        |text: &'static str| -> Vec<&'static str> { text.split('`').skip(1).step_by(2).collect() };
+    for row in table.lines().filter(|line| line.starts_with("| `")) {
+        let first_column = row.split('|').nth(1).expect("a first column");
+        for path in quoted(first_column) {
+            assert!(
+                root.join(path).exists(),
+                "the layout names {path}, which is not there"
+            );
+        }
+    }
+    let named: BTreeSet<&str> = quoted(table)
+        .into_iter()
+        .flat_map(|path| path.split('/'))
+        .filter(|part| !part.is_empty())
+        .collect();
+    let tracked = std::process::Command::new("git")
+        .current_dir(root)
+        .args(["ls-files", "--cached", "--others", "--exclude-standard"])
+        .output()
+        .expect("git runs");
+    assert!(tracked.status.success(), "git ls-files failed");
+    let mut unnamed = BTreeSet::new();
+    for file in String::from_utf8_lossy(&tracked.stdout).lines() {
+        for part in file.split('/') {
+            let hidden = part.starts_with('.') && part != ".ci";
+            if !hidden && part != "mod.rs" && !named.contains(part) {
+                unnamed.insert(file.to_owned());
+            }
+        }
+    }
+    assert!(
+        unnamed.is_empty(),
+        "the README's layout table does not name {unnamed:?}"
+    );
+}

@@ -201,6 +201,18 @@ pub fn client() -> Client {
         .expect("client builds")
 }
 
+/// The body of a GET to `url`, for scenarios that report errors as text.
+pub async fn get_text(url: &str) -> Result<String, String> {
+    client()
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The value of a metric line `name value` in a /metrics exposition.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()

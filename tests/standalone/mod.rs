@@ -91,14 +91,7 @@ impl Alone {
 
 /// How many requests the server answered with a 4xx or 5xx, by its metrics.
 async fn failed_requests(base: &str) -> Result<u64, String> {
-    let text = common::client()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
+    let text = common::get_text(&format!("{base}/metrics")).await?;
     Ok(text
         .lines()
         .filter(|line| line.starts_with("signal_rejected_requests_total{"))
