@@ -427,3 +427,34 @@ async fn tls_1_2_and_1_3_are_served() {
         );
     }
 }
+
+/// A Redis URL can carry a password: `--help` must not show the value taken
+/// from `SIGNAL_STORE`, and the log of a server started with it (whose
+/// Redis is not there yet) must not print it.
+#[tokio::test]
+async fn the_store_password_is_never_printed() {
+    const PASSWORD: &str = "hunter2-store-password";
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:1/0");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_signal-relay"))
+        .arg("--help")
+        .env("SIGNAL_STORE", &url)
+        .output()
+        .expect("the binary runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("SIGNAL_STORE"), "{help}");
+    assert!(
+        !help.contains(PASSWORD),
+        "--help shows the password:\n{help}"
+    );
+
+    let mut server = common::spawn_server(&["--store", &url], "debug").await;
+    server.terminate();
+    let mut log = server.startup.clone();
+    log.extend(server.rest_of_log().await);
+    assert!(
+        log.iter().any(|line| line.contains("Redis")),
+        "the server said nothing about its store: {log:?}"
+    );
+    let leaked: Vec<&String> = log.iter().filter(|line| line.contains(PASSWORD)).collect();
+    assert!(leaked.is_empty(), "the log prints the password: {leaked:?}");
+}
