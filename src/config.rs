@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::api::whip::WhipToken;
 use crate::api::{ApiSettings, Cors};
 use crate::settings::{AdmissionSettings, Settings, StoreChoice, TlsSettings};
 use crate::store::Limits;
@@ -122,6 +123,17 @@ pub struct Config {
     /// leaked credential relays for anyone until it expires.
     #[arg(long, env = "SIGNAL_TURN_TTL", value_name = "SECS", default_value = "3600", value_parser = parse_duration)]
     pub turn_ttl: Duration,
+
+    /// How long a WHIP/WHEP offer waits for the peer's answer before the
+    /// request fails with 504 (the page waits for its ICE gathering first).
+    #[arg(long, env = "SIGNAL_WHIP_TIMEOUT", value_name = "SECS", default_value = "15", value_parser = parse_duration)]
+    pub whip_timeout: Duration,
+
+    /// A bearer token every WHIP/WHEP request must present
+    /// (`Authorization: Bearer TOKEN`); without it, anyone who can reach the
+    /// server may publish to or play from a room's pages.
+    #[arg(long, env = "SIGNAL_WHIP_TOKEN", value_name = "TOKEN", hide_env_values = true, value_parser = WhipToken::new)]
+    pub whip_token: Option<WhipToken>,
 
     /// How long a poll parks when it gives no `timeout`.
     #[arg(long, env = "SIGNAL_POLL_TIMEOUT", value_name = "SECS", default_value = "25", value_parser = parse_duration)]
@@ -269,6 +281,8 @@ impl Config {
                 turn: self.turn_minter()?,
                 body_timeout: self.body_timeout,
                 hsts: self.hsts,
+                whip_timeout: self.whip_timeout,
+                whip_token: self.whip_token.clone(),
             },
             limits: self.limits(),
             admission: AdmissionSettings {

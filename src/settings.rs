@@ -189,6 +189,7 @@ impl Settings {
             ("--peer-ttl", Some(limits.peer_ttl)),
             ("--header-timeout", Some(self.header_timeout)),
             ("--body-timeout", Some(api.body_timeout)),
+            ("--whip-timeout", Some(api.whip_timeout)),
             ("--tls-handshake-timeout", handshake),
         ] {
             if value.is_some_and(|v| v.is_zero()) {

@@ -42,6 +42,20 @@ pub mod query {
     pub const LEAVE: &str = "leave";
 }
 
+/// The WHIP endpoints: `POST /whip/{room}[/{peer}]` publishes to a peer.
+pub const WHIP_PREFIX: &str = "/whip/";
+/// The WHEP endpoints: `POST /whep/{room}[/{peer}]` plays a peer's media.
+pub const WHEP_PREFIX: &str = "/whep/";
+
+/// Media types of the bodies this server reads and writes.
+pub mod media {
+    pub const JSON: &str = "application/json";
+    pub const SDP: &str = "application/sdp";
+    /// RFC 8840's fragment, the body of a WHIP/WHEP `PATCH`.
+    pub const TRICKLE_ICE_SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+    pub const PROBLEM: &str = "application/problem+json";
+}
+
 /// Request and reply headers of `/signal` (lower case, as HTTP/2 sends them).
 pub mod header {
     /// The peer's token: offered by the creating request, or issued in its reply.
@@ -101,6 +115,18 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The body of an error on the WHIP and WHEP paths: an RFC 9457 problem
+/// (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
 /// The reply to `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Health {
@@ -112,6 +138,43 @@ pub struct Health {
 pub struct IceConfig {
     #[serde(rename = "iceServers")]
     pub ice_servers: Vec<serde_json::Value>,
+}
+
+/// An offer or an answer, as a message's data: what an
+/// `RTCSessionDescription` holds, so a page passes it on as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// `offer` or `answer`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sdp: String,
+    /// `false` on an offer whose sender cannot take trickled candidates
+    /// (a WHIP or WHEP client): the answer must carry every candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trickle: Option<bool>,
+}
+
+/// A trickled ICE candidate, as a message's data:
+/// `{"type":"candidate","ice":{…}}`, `ice` being an `RTCIceCandidateInit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// Always `candidate`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ice: IceCandidate,
+}
+
+/// `RTCIceCandidateInit`: an empty `candidate` is the end of candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_m_line_index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
 }
 
 /// What the server itself tells a room, delivered with `"from": null`.

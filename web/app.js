@@ -37,6 +37,9 @@ const MAX_RESTARTS = 5;
 const POLITE_RESTART_DELAY_MS = 2500;
 // How long a broken call waits for signaling with its peer to come back.
 const SIGNALING_GIVE_UP_MS = 30_000;
+// The longest a description waits for ICE gathering when it must carry
+// every candidate: well inside the server's WHIP answer timeout (15 s).
+const GATHERING_LIMIT_MS = 5000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -46,6 +49,8 @@ const ui = {
   prepare: $('prepare'),
   connect: $('connect'),
   status: $('status'),
+  whip: $('whip-url'),
+  whep: $('whep-url'),
   sent: $('sdp-sent'),
   received: $('sdp-received'),
 };
@@ -118,6 +123,10 @@ class Remote {
     this.ignoreOffer = false;
     this.pendingCandidates = [];
     this.tracksAdded = false;
+    // False when the peer cannot take trickled candidates (a WHIP or WHEP
+    // client, whose offer says "trickle": false): our descriptions then
+    // wait for gathering and carry every candidate.
+    this.trickle = true;
     // When this side started negotiating: the Connect click (our offer) or
     // the arrival of their offer. Connect times are measured from here.
     this.startedAt = performance.now();
@@ -137,13 +146,20 @@ class Remote {
     this.candidateErrors = [];
 
     this.pc.onicecandidate = ({ candidate }) => {
-      if (iceMode === 'trickle' && candidate) {
+      if (iceMode === 'trickle' && this.trickle && candidate) {
         send({ type: 'candidate', ice: candidate.toJSON() }, peer);
       }
     };
     this.pc.ontrack = ({ track, streams }) => {
       const video = this.tile.querySelector('video');
-      video.srcObject = streams[0] ?? new MediaStream([track]);
+      if (streams[0]) {
+        video.srcObject = streams[0];
+      } else {
+        // A track in no stream (some WHIP clients send no msid): gather the
+        // peer's tracks into one, so audio does not replace video.
+        if (!(video.srcObject instanceof MediaStream)) video.srcObject = new MediaStream();
+        video.srcObject.addTrack(track);
+      }
       video.play().catch(() => {});
     };
     this.pc.oniceconnectionstatechange = () => {
@@ -267,9 +283,9 @@ class Remote {
     await this.sendDescription();
   }
 
-  /** Vanilla ICE waits for gathering to finish, so the SDP carries every candidate. */
+  /** Vanilla ICE (or a peer that cannot trickle) waits for gathering to finish, so the SDP carries every candidate. */
   async sendDescription() {
-    if (iceMode === 'vanilla') await gatheringComplete(this.pc);
+    if (iceMode === 'vanilla' || !this.trickle) await gatheringComplete(this.pc, GATHERING_LIMIT_MS);
     const { type, sdp } = this.pc.localDescription;
     ui.sent.value = sdp;
     await send({ type, sdp }, this.peer);
@@ -325,15 +341,19 @@ class Remote {
   }
 }
 
-function gatheringComplete(pc) {
+/** Resolves when gathering completes, or after `limitMs` (an unreachable STUN/TURN server can hold it for long). */
+function gatheringComplete(pc, limitMs = Infinity) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
   return new Promise((resolve) => {
-    const check = () => {
-      if (pc.iceGatheringState === 'complete') {
-        pc.removeEventListener('icegatheringstatechange', check);
-        resolve();
-      }
+    const done = () => {
+      pc.removeEventListener('icegatheringstatechange', check);
+      clearTimeout(timer);
+      resolve();
     };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    const timer = Number.isFinite(limitMs) ? setTimeout(done, limitMs) : null;
     pc.addEventListener('icegatheringstatechange', check);
   });
 }
@@ -415,6 +435,7 @@ async function handleSignal(from, data) {
     remote = newRemote(from);
   }
   if (data.type === 'offer' || data.type === 'answer') {
+    if (data.type === 'offer' && data.trickle === false) remote.trickle = false;
     await remote.onDescription({ type: data.type, sdp: data.sdp });
   } else if (data.type === 'candidate' && data.ice) {
     await remote.onCandidate(data.ice);
@@ -489,9 +510,17 @@ async function connect() {
   render();
 }
 
+/** The WHIP and WHEP URLs that reach this page, once it has a name. */
+function renderToolUrls(peer) {
+  const path = `${encodeURIComponent(room)}/${encodeURIComponent(peer)}`;
+  ui.whip.value = `${location.origin}/whip/${path}`;
+  ui.whep.value = `${location.origin}/whep/${path}`;
+}
+
 function render() {
   const lines = [];
   const signal = state.signal;
+  if (signal && ui.whip.value === '') renderToolUrls(signal.peer);
   if (!signal) {
     lines.push('idle: press Prepare');
   } else {
@@ -532,6 +561,8 @@ window.signalDemo = {
       quiet: [...state.remotes.keys()].filter(isQuiet),
       ended: Object.fromEntries(state.ended),
       error: state.error,
+      whip: ui.whip.value,
+      whep: ui.whep.value,
       remotes: [...state.remotes.values()].map((r) => {
         const video = r.tile.querySelector('video');
         return {

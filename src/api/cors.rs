@@ -58,22 +58,34 @@ impl Cors {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             response.insert(
                 ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("x-peer-token, retry-after"),
+                // WHIP/WHEP clients in a page read the session's location,
+                // tag, ICE servers and what it accepts.
+                HeaderValue::from_static(
+                    "x-peer-token, retry-after, location, etag, link, accept-patch, accept-post",
+                ),
             );
         }
     }
 
-    /// Headers for a preflight (`OPTIONS`) response.
-    pub fn preflight(&self, origin: Option<&HeaderValue>, response: &mut HeaderMap) {
+    /// Headers for a preflight (`OPTIONS`) response to a path that
+    /// answers `methods`.
+    pub fn preflight(
+        &self,
+        origin: Option<&HeaderValue>,
+        response: &mut HeaderMap,
+        methods: &'static str,
+    ) {
         self.decorate(origin, response);
         if response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
             response.insert(
                 ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static(super::SIGNAL_METHODS),
+                HeaderValue::from_static(methods),
             );
             response.insert(
                 ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type, x-peer-token, idempotency-key"),
+                HeaderValue::from_static(
+                    "content-type, x-peer-token, idempotency-key, authorization, if-match",
+                ),
             );
             response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         }

@@ -6,13 +6,13 @@ use std::fmt::Display;
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::admission::Refusal;
 use crate::store::StoreError;
-use crate::wire::ErrorBody;
+use crate::wire::{ErrorBody, Problem};
 
 /// Seconds a client should wait before retrying a 429: a recipient's
 /// mailbox drains as soon as it polls, which is within one round trip.
@@ -26,6 +26,8 @@ pub struct ApiError {
     pub message: String,
     pub retry_after: Option<u32>,
     pub allow: Option<&'static str>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    pub challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -35,6 +37,15 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             allow: None,
+            challenge: None,
+        }
+    }
+
+    /// A 401 that asks for a bearer token (RFC 6750).
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            challenge: Some("Bearer"),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, message)
         }
     }
 
@@ -63,19 +74,45 @@ impl ApiError {
         }
     }
 
+    /// The error as `/signal` and the other JSON endpoints send it.
     pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = json_response(
+        let response = json_response(
             self.status,
             &ErrorBody {
-                error: self.message,
+                error: self.message.clone(),
             },
         );
+        self.with_headers(response)
+    }
+
+    /// The error as an RFC 9457 problem, the form WHIP and WHEP clients read.
+    pub fn into_problem_response(self) -> Response<Full<Bytes>> {
+        let mut response = json_response(
+            self.status,
+            &Problem {
+                kind: "about:blank".into(),
+                title: self.status.canonical_reason().unwrap_or("Error").into(),
+                status: self.status.as_u16(),
+                detail: self.message.clone(),
+            },
+        );
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        self.with_headers(response)
+    }
+
+    fn with_headers(self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

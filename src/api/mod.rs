@@ -5,6 +5,7 @@
 mod cors;
 mod error;
 mod params;
+pub mod whip;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use crate::store::{Credentials, PollRequest, Polled, SendRequest, Store};
 use crate::token::Token;
 use crate::turn::TurnMinter;
 use crate::web::{self, WebRoot};
-use crate::wire::{self, Health, IceConfig, Left, Payload};
+use crate::wire::{self, Description, Health, IceConfig, Left, Payload};
 
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
 pub const SIGNAL_METHODS: &str = "GET, POST, DELETE, OPTIONS";
@@ -55,6 +56,10 @@ pub struct ApiSettings {
     pub body_timeout: Duration,
     /// Send Strict-Transport-Security (only when serving TLS).
     pub hsts: bool,
+    /// How long a WHIP/WHEP POST waits for the peer's answer.
+    pub whip_timeout: Duration,
+    /// A bearer token every WHIP/WHEP request must present, when set.
+    pub whip_token: Option<whip::WhipToken>,
 }
 
 impl Default for ApiSettings {
@@ -69,6 +74,8 @@ impl Default for ApiSettings {
             turn: None,
             body_timeout: Duration::from_secs(10),
             hsts: false,
+            whip_timeout: Duration::from_secs(15),
+            whip_token: None,
         }
     }
 }
@@ -109,9 +116,16 @@ impl<S: Store> Api<S> {
         // CORS headers: a cross-origin page must be able to read a 429's
         // Retry-After as much as a batch.
         let method = request.method();
-        let signal = request.uri().path() == wire::SIGNAL_PATH;
-        let api = signal || (request.uri().path() == wire::CONFIG_PATH && is_read(method));
-        let preflight = signal && method == Method::OPTIONS;
+        let path = request.uri().path();
+        let signal = path == wire::SIGNAL_PATH;
+        let whip_methods = match whip::parse_path(path) {
+            Some(Ok((_, target))) => Some(target.allowed_methods()),
+            Some(Err(_)) => Some(whip::ENDPOINT_METHODS),
+            None => None,
+        };
+        let api =
+            signal || whip_methods.is_some() || (path == wire::CONFIG_PATH && is_read(method));
+        let preflight = (signal || whip_methods.is_some()) && method == Method::OPTIONS;
         let origin = if api {
             Cors::origin(request.headers())
         } else {
@@ -130,7 +144,10 @@ impl<S: Store> Api<S> {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         if preflight {
-            self.settings.cors.preflight(origin.as_ref(), headers);
+            let methods = whip_methods.unwrap_or(SIGNAL_METHODS);
+            self.settings
+                .cors
+                .preflight(origin.as_ref(), headers, methods);
         } else if api {
             self.settings.cors.decorate(origin.as_ref(), headers);
         }
@@ -201,6 +218,13 @@ impl<S: Store> Api<S> {
                     status: "ok".into(),
                 },
             ),
+            path if path.starts_with(wire::WHIP_PREFIX) || path.starts_with(wire::WHEP_PREFIX) => {
+                match whip::parse_path(path) {
+                    Some(Ok((kind, target))) => Box::pin(self.whip(request, kind, target)).await,
+                    Some(Err(error)) => error.into_problem_response(),
+                    None => unreachable!("the prefix was checked"),
+                }
+            }
             // Boxed, like POST below: file reading must not size every
             // request's future, parked polls included.
             path if is_read(&method) => {
@@ -451,16 +475,22 @@ fn wrap_sdp(sdp_type: &str, body: &[u8]) -> Result<Payload, ApiError> {
     if sdp.trim().is_empty() {
         return Err(ApiError::bad_request("the SDP body is empty"));
     }
-    #[derive(Serialize)]
-    struct Description<'a> {
-        r#type: &'a str,
-        sdp: &'a str,
-    }
-    let raw = serde_json::value::to_raw_value(&Description {
-        r#type: sdp_type,
-        sdp,
-    })
-    .map_err(|e| ApiError::bad_request(format!("the SDP body cannot be relayed: {e}")))?;
+    let description = Description {
+        kind: sdp_type.to_owned(),
+        sdp: sdp.to_owned(),
+        trickle: None,
+    };
+    to_payload(&description)
+}
+
+/// A wire type as a message payload.
+fn to_payload(data: &impl Serialize) -> Result<Payload, ApiError> {
+    let raw = serde_json::value::to_raw_value(data).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the message: {e}"),
+        )
+    })?;
     Ok(Arc::from(raw))
 }
 

@@ -10,7 +10,7 @@ use super::error::ApiError;
 use crate::name::Name;
 use crate::store::Credentials;
 use crate::token::Token;
-use crate::wire::{header, query};
+use crate::wire::{header, media, query};
 
 pub const PEER_TOKEN: HeaderName = HeaderName::from_static(header::PEER_TOKEN);
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static(header::IDEMPOTENCY_KEY);
@@ -189,15 +189,20 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<Box<str>>, ApiError
     Ok(Some(String::from_utf8_lossy(bytes).into()))
 }
 
-pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
-    let media_type = headers
+/// The body's media type, lower case, without parameters.
+pub fn body_media_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase());
+        .map(|v| v.trim().to_ascii_lowercase())
+}
+
+pub fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let media_type = body_media_type(headers);
     match media_type.as_deref() {
-        Some("application/json") => Ok(BodyKind::Json),
-        Some("application/sdp") => Ok(BodyKind::Sdp),
+        Some(media::JSON) => Ok(BodyKind::Json),
+        Some(media::SDP) => Ok(BodyKind::Sdp),
         other => Err(ApiError::new(
             hyper::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
