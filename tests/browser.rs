@@ -17,6 +17,7 @@ mod common;
 mod hostile_network;
 mod page;
 mod standalone;
+mod whip_clients;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -49,7 +50,7 @@ const CF: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
 const FC: [Engine; 2] = [Engine::Firefox, Engine::Chromium];
 const FF: [Engine; 2] = [Engine::Firefox, Engine::Firefox];
 
-const SCENARIOS: [(&str, Scenario); 19] = [
+const SCENARIOS: [(&str, Scenario); 26] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false, CC))
     }),
@@ -71,6 +72,35 @@ const SCENARIOS: [(&str, Scenario); 19] = [
     }),
     ("the_binary_alone_serves_the_page", |env| {
         Box::pin(standalone::the_binary_alone_serves_the_page(env))
+    }),
+    ("simple_whip_client_publishes_to_a_page", |env| {
+        Box::pin(whip_clients::simple_whip_client_publishes_to_a_page(
+            env, false,
+        ))
+    }),
+    ("simple_whip_client_publishes_through_the_proxy", |env| {
+        Box::pin(whip_clients::simple_whip_client_publishes_to_a_page(
+            env, true,
+        ))
+    }),
+    ("a_whep_player_plays_a_pages_camera", |env| {
+        Box::pin(whip_clients::a_whep_player_plays_a_pages_camera(env, false))
+    }),
+    ("a_whep_player_plays_through_the_proxy", |env| {
+        Box::pin(whip_clients::a_whep_player_plays_a_pages_camera(env, true))
+    }),
+    ("curl_posts_a_whip_offer_and_prints_the_answer", |env| {
+        Box::pin(whip_clients::curl_posts_an_offer_and_prints_the_answer(
+            env, false,
+        ))
+    }),
+    ("curl_posts_a_whip_offer_through_the_proxy", |env| {
+        Box::pin(whip_clients::curl_posts_an_offer_and_prints_the_answer(
+            env, true,
+        ))
+    }),
+    ("whip_errors_through_the_proxy", |env| {
+        Box::pin(whip_clients::whip_errors_through_the_proxy(env))
     }),
     ("signal_js_recovers_from_a_server_restart", |env| {
         Box::pin(signal_js_recovers_from_a_server_restart(env))
@@ -146,6 +176,8 @@ fn install_missing() -> Result<(), String> {
         (hostile_network::TURNSERVER, "coturn"),
         (hostile_network::TURN_CLIENT, "coturn"),
         (FIREFOX, "firefox-esr"),
+        (whip_clients::WHIP_CLIENT, "simple-whip-client"),
+        ("/usr/bin/gcc", "gcc"),
     ])?;
     page::build_geckodriver_if_missing()
 }

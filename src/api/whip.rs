@@ -259,6 +259,55 @@ impl<S: Store> Api<S> {
             store: self.store.clone(),
             session: Some(me.clone()),
         };
+        // A session that cannot go on leaves before the reply, so the room
+        // holds nothing of it by the time the client reads the error.
+        let (target, answer) = match self.offer_to_peer(&me, kind, peer, joined, offer).await {
+            Ok(answered) => answered,
+            Err(error) => {
+                let _ = self.store.leave(me).await;
+                guard.disarm();
+                return Err(error);
+            }
+        };
+        guard.disarm();
+
+        let location = format!(
+            "/{}/{room}/{target}/{session}/{}",
+            kind.word(),
+            token.expose()
+        );
+        let mut reply = Response::new(Full::new(Bytes::from(answer)));
+        *reply.status_mut() = StatusCode::CREATED;
+        let headers = reply.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(media::SDP));
+        headers.insert(
+            LOCATION,
+            // Relative (RFC 9725 §4.2 allows it), so it holds through proxies.
+            HeaderValue::from_str(&location).map_err(|_| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unprintable location")
+            })?,
+        );
+        headers.insert(ETAG, etag_of(&session));
+        headers.insert(
+            ACCEPT_PATCH,
+            HeaderValue::from_static(media::TRICKLE_ICE_SDPFRAG),
+        );
+        for link in self.ice_server_links(&session) {
+            headers.append(LINK, link);
+        }
+        Ok(reply)
+    }
+
+    /// Finds the peer the offer is for, sends it, and waits for its answer.
+    async fn offer_to_peer(
+        &self,
+        me: &Credentials,
+        kind: Kind,
+        peer: Option<Name>,
+        joined: crate::store::Polled,
+        offer: String,
+    ) -> Result<(Name, String), ApiError> {
+        let room = &me.room;
         let present = match joined.messages.first().map(|m| RoomEvent::parse(&m.data)) {
             Some(Some(RoomEvent::Peers { peers })) => peers,
             _ => Vec::new(),
@@ -310,35 +359,9 @@ impl<S: Store> Api<S> {
             })?;
 
         let answer = self
-            .wait_for_answer(&me, &target, joined.next, joined.epoch.clone())
+            .wait_for_answer(me, &target, joined.next, joined.epoch.clone())
             .await?;
-        guard.disarm();
-
-        let location = format!(
-            "/{}/{room}/{target}/{session}/{}",
-            kind.word(),
-            token.expose()
-        );
-        let mut reply = Response::new(Full::new(Bytes::from(answer)));
-        *reply.status_mut() = StatusCode::CREATED;
-        let headers = reply.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(media::SDP));
-        headers.insert(
-            LOCATION,
-            // Relative (RFC 9725 §4.2 allows it), so it holds through proxies.
-            HeaderValue::from_str(&location).map_err(|_| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unprintable location")
-            })?,
-        );
-        headers.insert(ETAG, etag_of(&session));
-        headers.insert(
-            ACCEPT_PATCH,
-            HeaderValue::from_static(media::TRICKLE_ICE_SDPFRAG),
-        );
-        for link in self.ice_server_links(&session) {
-            headers.append(LINK, link);
-        }
-        Ok(reply)
+        Ok((target, answer))
     }
 
     /// Polls the session's mailbox until `target` answers, it leaves, or
