@@ -251,7 +251,15 @@ async fn the_errors(store: Backend) {
     );
     let reply = client().delete(server.url(&forged)).send().await.unwrap();
     expect_problem(reply, StatusCode::NOT_FOUND, "no such session").await;
+    // No representation: GET is a 204 with no body (RFC 9725 §4.1); a
+    // method the resource does not take is a 405 naming those it does.
     let reply = client().get(server.url(&location)).send().await.unwrap();
+    assert_eq!(reply.status(), StatusCode::NO_CONTENT);
+    let reply = client().put(server.url(&location)).send().await.unwrap();
+    assert_eq!(
+        reply.headers()["allow"],
+        "PATCH, DELETE, GET, HEAD, OPTIONS"
+    );
     expect_problem(reply, StatusCode::METHOD_NOT_ALLOWED, "PATCH").await;
 }
 

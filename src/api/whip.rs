@@ -34,8 +34,8 @@ use crate::token::Token;
 use crate::wire::{self, Candidate, Description, IceCandidate, RoomEvent, media};
 
 /// Methods of a WHIP/WHEP endpoint and of a session resource.
-pub const ENDPOINT_METHODS: &str = "POST, OPTIONS";
-pub const SESSION_METHODS: &str = "PATCH, DELETE, OPTIONS";
+pub const ENDPOINT_METHODS: &str = "POST, GET, HEAD, OPTIONS";
+pub const SESSION_METHODS: &str = "PATCH, DELETE, GET, HEAD, OPTIONS";
 const ACCEPT_POST: HeaderName = HeaderName::from_static("accept-post");
 const ACCEPT_PATCH: HeaderName = HeaderName::from_static("accept-patch");
 
@@ -184,6 +184,13 @@ impl<S: Store> Api<S> {
     {
         let result = match (request.method().clone(), &target) {
             (Method::OPTIONS, target) => Ok(options(target)),
+            // The resources have no representation: RFC 9725 §4.1 asks for
+            // a 2xx with no content.
+            (Method::GET | Method::HEAD, _) => {
+                let mut reply = Response::new(Full::default());
+                *reply.status_mut() = StatusCode::NO_CONTENT;
+                Ok(reply)
+            }
             (Method::POST, Target::Endpoint { room, peer }) => {
                 let (room, peer) = (room.clone(), peer.clone());
                 Box::pin(self.create_session(request, kind, room, peer)).await
