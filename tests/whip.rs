@@ -12,6 +12,7 @@ use common::{Backend, Peer, TestServer, client, parsed, secs, sender};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use signal_relay::api::whip::WhipToken;
+use signal_relay::turn::{TurnMinter, TurnSecret};
 use signal_relay::wire::{Description, RoomEvent};
 
 const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\na=ice-ufrag:Ufr4\r\na=ice-pwd:pw0123456789012345678901\r\na=rtpmap:96 VP8/90000\r\n";
@@ -295,6 +296,11 @@ async fn a_bearer_token_guards_every_request(store: Backend) {
         .with(|s| {
             s.api.whip_token = Some(WhipToken::new("studio-secret").unwrap());
             s.api.ice_servers = vec![json!({"urls": "stun:127.0.0.1:3478"})];
+            s.api.turn = Some(TurnMinter::new(
+                vec!["turn:127.0.0.1:3478?transport=tcp".into()],
+                TurnSecret::new("turn-secret").unwrap(),
+                Duration::from_secs(600),
+            ));
         })
         .await;
     let mut page = server.peer("guarded", "page");
@@ -318,8 +324,20 @@ async fn a_bearer_token_guards_every_request(store: Backend) {
         .iter()
         .map(|v| v.to_str().unwrap())
         .collect();
-    assert_eq!(links, [r#"<stun:127.0.0.1:3478>; rel="ice-server""#]);
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(links[0], r#"<stun:127.0.0.1:3478>; rel="ice-server""#);
+    // The TURN credential is minted for this session: its label is the
+    // session's name (RFC 9725 §4.6's username/credential attributes).
     let location = reply.headers()["location"].to_str().unwrap().to_owned();
+    let session = location.split('/').nth(4).unwrap();
+    assert!(
+        links[1]
+            .starts_with(r#"<turn:127.0.0.1:3478?transport=tcp>; rel="ice-server"; username=""#)
+            && links[1].contains(&format!(":{session}\"; credential=\""))
+            && links[1].ends_with(r#"credential-type="password""#),
+        "{}",
+        links[1]
+    );
     answering.await.unwrap();
     let reply = client().delete(server.url(&location)).send().await.unwrap();
     expect_problem(reply, StatusCode::UNAUTHORIZED, "Bearer").await;

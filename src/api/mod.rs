@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes};
 use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,6 +34,11 @@ use crate::wire::{self, Description, Health, IceConfig, Left, Payload};
 /// Methods `/signal` answers, for `Allow` and CORS preflight.
 pub const SIGNAL_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 const STATIC_METHODS: &str = "GET, HEAD";
+/// A body over `--max-body` but under this is read to its end (and thrown
+/// away) before the 413, so a proxy that is still sending it gets the 413
+/// rather than a reset connection, which it would turn into a 502. A larger
+/// one is refused at once and its connection closed.
+const MAX_DRAINED_BODY: u64 = 1 << 20;
 /// Deepest nesting a relayed JSON message may have. Signaling messages use
 /// three or four levels; a deeply nested one would make the receiver's
 /// `JSON.parse` throw on every poll of its batch, a poison message.
@@ -391,17 +396,36 @@ impl<S: Store> Api<S> {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
+        if declared.is_some_and(|len| len > MAX_DRAINED_BODY) {
             return Err(too_large());
         }
         let deadline = self.settings.body_timeout;
-        let reading = Limited::new(request.into_body(), limit).collect();
+        let reading = async {
+            let mut body = std::pin::pin!(request.into_body());
+            let mut kept = Vec::new();
+            let mut seen = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    ApiError::bad_request(format!("the request body could not be read: {e}"))
+                })?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                seen += data.len() as u64;
+                if seen <= limit as u64 {
+                    kept.extend_from_slice(&data);
+                } else if seen > MAX_DRAINED_BODY {
+                    break;
+                }
+            }
+            if seen > limit as u64 {
+                Err(too_large())
+            } else {
+                Ok(Bytes::from(kept))
+            }
+        };
         match tokio::time::timeout(deadline, reading).await {
-            Ok(Ok(collected)) => Ok(collected.to_bytes()),
-            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-            Ok(Err(e)) => Err(ApiError::bad_request(format!(
-                "the request body could not be read: {e}"
-            ))),
+            Ok(result) => result,
             Err(_) => Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(

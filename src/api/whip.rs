@@ -350,25 +350,37 @@ impl<S: Store> Api<S> {
             sdp: offer,
             trickle: Some(false),
         };
-        self.store
-            .send(SendRequest {
-                sender: me.clone(),
-                to: Some(target.clone()),
-                data: to_payload(&description)?,
-                idempotency_key: None,
-            })
-            .await
-            .map_err(|e| match e {
-                StoreError::NoSuchPeer { .. } => {
-                    ApiError::not_found(format!("peer {target} left room {room}"))
-                }
-                other => other.into(),
-            })?;
+        self.send_to_peer(me, &target, to_payload(&description)?)
+            .await?;
 
         let answer = self
             .wait_for_answer(me, &target, joined.next, joined.epoch.clone())
             .await?;
         Ok((target, answer))
+    }
+
+    /// Sends `data` from the session to its peer; a peer that has left is a 404.
+    async fn send_to_peer(
+        &self,
+        me: &Credentials,
+        peer: &Name,
+        data: crate::wire::Payload,
+    ) -> Result<(), ApiError> {
+        self.store
+            .send(SendRequest {
+                sender: me.clone(),
+                to: Some(peer.clone()),
+                data,
+                idempotency_key: None,
+            })
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                StoreError::NoSuchPeer { .. } => {
+                    ApiError::not_found(format!("peer {peer} has left room {}", me.room))
+                }
+                other => other.into(),
+            })
     }
 
     /// Polls the session's mailbox until `target` answers, it leaves, or
@@ -515,20 +527,7 @@ impl<S: Store> Api<S> {
                 kind: "candidate".into(),
                 ice,
             };
-            self.store
-                .send(SendRequest {
-                    sender: me.clone(),
-                    to: Some(peer.clone()),
-                    data: to_payload(&message)?,
-                    idempotency_key: None,
-                })
-                .await
-                .map_err(|e| match e {
-                    StoreError::NoSuchPeer { .. } => {
-                        ApiError::not_found(format!("peer {peer} has left the room"))
-                    }
-                    other => other.into(),
-                })?;
+            self.send_to_peer(&me, &peer, to_payload(&message)?).await?;
         }
         let mut reply = Response::new(Full::default());
         *reply.status_mut() = StatusCode::NO_CONTENT;
