@@ -35,6 +35,9 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Error replies, by status.
     pub rejected: Family<StatusLabel, Counter>,
+    /// Mailbox notifications this instance received from Redis (shared
+    /// store only): its own share of the cluster's traffic.
+    pub wakeups_received: Counter,
     parked_polls: Gauge,
     mailboxes: Gauge,
     rooms: Gauge,
@@ -52,6 +55,7 @@ impl Metrics {
         let relayed = Counter::default();
         let delivery_latency = Histogram::new(LATENCY_BUCKETS);
         let rejected = Family::<StatusLabel, Counter>::default();
+        let wakeups_received = Counter::default();
         let (parked_polls, mailboxes, rooms) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
@@ -69,6 +73,11 @@ impl Metrics {
             "Requests answered with an error status",
             rejected.clone(),
         );
+        registry.register(
+            "wakeups_received",
+            "Mailbox notifications received from Redis (for polls parked here)",
+            wakeups_received.clone(),
+        );
         registry.register("parked_polls", "Polls parked now", parked_polls.clone());
         registry.register("mailboxes", "Peers (mailboxes) now", mailboxes.clone());
         registry.register("rooms", "Rooms now", rooms.clone());
@@ -77,6 +86,7 @@ impl Metrics {
             relayed,
             delivery_latency,
             rejected,
+            wakeups_received,
             parked_polls,
             mailboxes,
             rooms,

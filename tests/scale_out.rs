@@ -331,3 +331,69 @@ async fn send_with_key(peer: &Peer, to: &str, body: &Value, key: &str) -> reqwes
         .await
         .unwrap()
 }
+
+/// Wake-ups are targeted: an instance hears about the mailboxes it has
+/// polls parked on, not the whole cluster's traffic. 6 instances, 60 pairs:
+/// each pair's receiver parks on one instance, its sender posts through
+/// another; each instance should receive about its own sixth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_instance_hears_only_its_own_share_of_wake_ups() {
+    const INSTANCES: usize = 6;
+    const PAIRS: usize = 60;
+    const MESSAGES: u64 = 10;
+    let redis = RedisServer::start();
+    let servers = instances(&redis, INSTANCES, |s| s.admission.rate_limit = 0).await;
+    let mut tasks = Vec::new();
+    for pair in 0..PAIRS {
+        let room = format!("share-{pair}");
+        let mut receiver = servers[pair % INSTANCES].peer(&room, "receiver");
+        let mut sender = servers[(pair + 1) % INSTANCES].peer(&room, "sender");
+        receiver.join().await;
+        sender.join().await;
+        receiver.poll(0.0).await;
+        tasks.push(tokio::spawn(async move {
+            let mut got = 0;
+            let sending = tokio::spawn(async move {
+                for n in 0..MESSAGES {
+                    sender.send_ok(Some("receiver"), &json!({ "n": n })).await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+            while got < MESSAGES {
+                got += receiver.poll(5.0).await.len() as u64;
+            }
+            sending.await.unwrap();
+            got
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), MESSAGES);
+    }
+    let mut received = Vec::new();
+    for server in &servers {
+        let text = common::client()
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        received.push(common::metric(&text, "signal_wakeups_received_total") as u64);
+    }
+    let total: u64 = received.iter().sum();
+    let own_share = (PAIRS / INSTANCES) as u64 * MESSAGES;
+    let everything = PAIRS as u64 * MESSAGES;
+    println!(
+        "targeted wake-ups: {INSTANCES} instances, {PAIRS} pairs, {MESSAGES} messages each: received per instance {received:?}, total {total} (each instance's own receivers got {own_share} messages; one channel for all would give each instance about {everything} notifications)"
+    );
+    // Every notification is one message (or room event) for one mailbox:
+    // all of them together are about PAIRS * MESSAGES, so an instance that
+    // heard twice its share heard others' traffic.
+    for (instance, count) in received.iter().enumerate() {
+        assert!(
+            *count >= own_share / 2 && *count <= 2 * own_share,
+            "instance {instance} received {count} wake-ups for {own_share} messages of its own"
+        );
+    }
+}

@@ -18,7 +18,9 @@
 --   sr:{R}:idem      hash: "<sender> <key>" -> "<ms> <bytes> <queued> <names...>"
 --   sr:{R}:idemq     list: idem fields, oldest first
 -- Global: sr:rooms (set of rooms), sr:bytes, sr:mailboxes (counters).
--- Wake-ups: PUBLISH sr:wake "<room> <peer>" for every mailbox that changed.
+-- Wake-ups: PUBLISH on sr:{R}:w:<peer> for every mailbox that changed; an
+-- instance subscribes to the channels of the mailboxes it has polls parked
+-- on (src/store/redis/wakeups.rs).
 
 local op, room = ARGV[1], ARGV[2]
 local limits = {}
@@ -46,7 +48,7 @@ local function publish()
   for _, p in ipairs(woken) do
     if not done[p] then
       done[p] = true
-      redis.call('PUBLISH', 'sr:wake', room .. ' ' .. p)
+      redis.call('PUBLISH', prefix .. 'w:' .. p, '')
     end
   end
 end

@@ -12,11 +12,8 @@
 //!
 //! # Wake-ups across instances
 //! Messages live in per-mailbox lists; a script that changes a mailbox
-//! publishes `"<room> <peer>"` on one channel. Each instance keeps one
-//! subscription and wakes its local parked polls for that mailbox, which
-//! then re-read Redis: pub/sub is only the doorbell, never the data, so a
-//! lost notification delays nothing once the subscription is back (all
-//! local polls are woken then) and loses nothing.
+//! publishes on that mailbox's channel, and an instance subscribes only to
+//! the channels of mailboxes it has polls parked on ([`wakeups`]).
 //!
 //! A parked poll's waiter is armed *before* the script that may park it
 //! runs, so a message published in between cannot be missed. A parked poll
@@ -27,21 +24,20 @@
 //! [`StoreError::Unavailable`] (503); the connection manager reconnects by
 //! itself, and the subscription is re-established by [`keep_subscribed`].
 
+mod wakeups;
+
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
-use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Script};
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
 use super::{
     Credentials, IDEMPOTENCY_WINDOW, Limits, MAX_RECEIPTS_PER_ROOM, MESSAGE_OVERHEAD, PollRequest,
@@ -51,9 +47,8 @@ use crate::metrics::Metrics;
 use crate::name::Name;
 use crate::token::Token;
 use crate::wire::{Batch, Message, Receipt};
+use wakeups::{RESUBSCRIBE_MAX, Waiters, keep_subscribed};
 
-/// The channel every mailbox change is announced on.
-const WAKE_CHANNEL: &str = "sr:wake";
 /// Held by the instance that sweeps this round; the others skip.
 const SWEEP_LOCK: &str = "sr:sweeper";
 /// Rooms swept per round trip batch.
@@ -62,9 +57,6 @@ const SWEEP_BATCH: usize = 256;
 /// request gets 503 rather than hanging.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Reconnecting the subscription backs off between these.
-const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
-const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
 /// How long start-up waits for Redis before serving anyway (with 503s
 /// until it is reachable).
 const STARTUP_WAIT: Duration = Duration::from_secs(3);
@@ -169,9 +161,14 @@ impl RedisStore {
             script: Script::new(include_str!("redis.lua")),
             limits_arg,
         });
-        let waiters = Arc::new(Waiters::default());
+        let (waiters, commands) = Waiters::new();
         let mut subscribed = waiters.subscribed.subscribe();
-        let subscriber = tokio::spawn(keep_subscribed(client, waiters.clone()));
+        let subscriber = tokio::spawn(keep_subscribed(
+            client,
+            waiters.clone(),
+            commands,
+            metrics.clone(),
+        ));
         // Both connections (the subscription and the one for commands) are
         // opened before the first request, so it does not pay for them.
         let mut commands = engine.connection.clone();
@@ -362,9 +359,10 @@ impl Store for RedisStore {
         }
         // Armed before Redis is asked, so a wake-up published between the
         // script and the wait below is not missed.
-        let waiter = slot
-            .as_ref()
-            .map(|_| self.waiters.register(&reader.room, &reader.peer));
+        let waiter = match slot {
+            Some(_) => Some(self.waiters.register(&reader.room, &reader.peer).await?),
+            None => None,
+        };
         let notify = waiter
             .as_ref()
             .map_or_else(Arc::default, |w| w.notify.clone());
@@ -654,124 +652,5 @@ impl Drop for Lease {
                 .call("release", &room, &[peer, epoch, generation])
                 .await;
         });
-    }
-}
-
-/// This instance's parked polls, by mailbox, for the subscription to wake.
-#[derive(Default)]
-struct Waiters {
-    by_mailbox: DashMap<Box<str>, Waiter>,
-    subscribed: watch::Sender<bool>,
-}
-
-struct Waiter {
-    notify: Arc<Notify>,
-    polls: usize,
-}
-
-impl Waiters {
-    fn key(room: &Name, peer: &Name) -> Box<str> {
-        format!("{room} {peer}").into()
-    }
-
-    fn register(self: &Arc<Self>, room: &Name, peer: &Name) -> Registration {
-        let key = Waiters::key(room, peer);
-        let mut waiter = self
-            .by_mailbox
-            .entry(key.clone())
-            .or_insert_with(|| Waiter {
-                notify: Arc::new(Notify::new()),
-                polls: 0,
-            });
-        waiter.polls += 1;
-        Registration {
-            notify: waiter.notify.clone(),
-            waiters: self.clone(),
-            key,
-        }
-    }
-
-    fn wake(&self, key: &str) {
-        if let Some(waiter) = self.by_mailbox.get(key) {
-            waiter.notify.notify_waiters();
-        }
-    }
-
-    fn wake_all(&self) {
-        for waiter in self.by_mailbox.iter() {
-            waiter.notify.notify_waiters();
-        }
-    }
-
-    fn is_subscribed(&self) -> bool {
-        *self.subscribed.borrow()
-    }
-}
-
-/// A parked poll's place in [`Waiters`], removed when the poll ends.
-struct Registration {
-    notify: Arc<Notify>,
-    waiters: Arc<Waiters>,
-    key: Box<str>,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.waiters
-            .by_mailbox
-            .remove_if_mut(&self.key, |_, waiter| {
-                waiter.polls -= 1;
-                waiter.polls == 0
-            });
-    }
-}
-
-/// Keeps this instance subscribed to the wake-up channel, reconnecting
-/// with backoff. Whenever the subscription drops or comes back, every
-/// local parked poll is woken to re-read Redis: notifications sent while
-/// it was down are lost, the messages are not.
-async fn keep_subscribed(client: Client, waiters: Arc<Waiters>) {
-    let mut backoff = RESUBSCRIBE_MIN;
-    let mut was_up = true;
-    loop {
-        let subscription = tokio::time::timeout(CONNECT_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(WAKE_CHANNEL).await?;
-            Ok::<_, RedisError>(pubsub)
-        })
-        .await;
-        match subscription {
-            Ok(Ok(pubsub)) => {
-                if !was_up {
-                    info!("Redis is reachable again");
-                }
-                backoff = RESUBSCRIBE_MIN;
-                waiters.subscribed.send_replace(true);
-                waiters.wake_all();
-                let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
-                    if let Ok(key) = std::str::from_utf8(message.get_payload_bytes()) {
-                        waiters.wake(key);
-                    }
-                }
-                waiters.subscribed.send_replace(false);
-                waiters.wake_all();
-                warn!(
-                    "lost the Redis subscription: parked polls end, requests get 503 until Redis is back"
-                );
-                was_up = false;
-            }
-            Ok(Err(error)) if was_up => {
-                was_up = false;
-                warn!(%error, "cannot reach Redis; retrying");
-            }
-            Err(_) if was_up => {
-                was_up = false;
-                warn!("cannot reach Redis (timed out); retrying");
-            }
-            _ => {}
-        }
-        sleep(backoff).await;
-        backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
     }
 }

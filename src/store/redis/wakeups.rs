@@ -1,0 +1,286 @@
+//! Wake-ups across instances, targeted: a script that changes a mailbox
+//! publishes on that mailbox's own channel (`sr:{R}:w:<peer>`), and an
+//! instance subscribes only to the channels of mailboxes it has a poll
+//! parked on. So an instance hears about its own share of the traffic, not
+//! the whole cluster's.
+//!
+//! Subscribing costs a round trip, so a channel is kept for [`LINGER`] after
+//! its last parked poll ends: a peer that polls again (they do, at once)
+//! finds it still there. The over-approximation is bounded by that: an
+//! instance hears about mailboxes polled here in the last [`LINGER`].
+//!
+//! Pub/sub is only the doorbell, never the data: a parked poll re-reads
+//! Redis when woken. A notification lost while the subscription is down
+//! costs nothing, because every local poll is woken when it drops and when
+//! it comes back, and then re-reads.
+//!
+//! # Locking
+//! [`Waiters::by_mailbox`] is the only shared state; its entries are
+//! changed under DashMap's shard lock, and every subscribe or unsubscribe
+//! is decided under it and carried out, in order, by the one subscriber
+//! task. So a channel dropped by [`prune`](Waiters::prune) while a new poll
+//! registers is unsubscribed and then subscribed again, never the reverse.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::{Client, RedisError};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::{Instant, sleep};
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::name::Name;
+use crate::store::StoreError;
+
+/// How long a mailbox's channel stays subscribed after its last poll here.
+pub const LINGER: Duration = Duration::from_secs(10);
+/// The longest a poll waits for its channel's subscription to be confirmed.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Reconnecting the subscription backs off between these.
+pub const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
+pub const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
+
+/// The channel of one mailbox, as redis.lua publishes on it. The `{room}`
+/// hash tag keeps it in the room's slot, like the room's keys.
+pub fn channel(room: &Name, peer: &Name) -> Box<str> {
+    format!("sr:{{{room}}}:w:{peer}").into()
+}
+
+/// This instance's parked polls, by mailbox channel.
+pub struct Waiters {
+    by_mailbox: DashMap<Box<str>, Waiter>,
+    /// Whether the subscription connection is up.
+    pub subscribed: watch::Sender<bool>,
+    /// What the subscriber task is to subscribe or drop, in order.
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+struct Waiter {
+    notify: Arc<Notify>,
+    polls: usize,
+    /// When its last poll ended, while it has none.
+    idle_since: Option<Instant>,
+    /// True once the subscription to its channel is confirmed (on this
+    /// connection or the one before: a new one resubscribes first).
+    listening: watch::Sender<bool>,
+}
+
+enum Command {
+    Subscribe(Box<str>),
+    Unsubscribe(Box<str>),
+}
+
+impl Waiters {
+    /// The waiters, and the receiving end [`keep_subscribed`] runs on.
+    pub fn new() -> (Arc<Waiters>, Commands) {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let waiters = Arc::new(Waiters {
+            by_mailbox: DashMap::new(),
+            subscribed: watch::Sender::new(false),
+            commands,
+        });
+        (waiters, Commands(receiver))
+    }
+
+    /// Arms a waiter for the mailbox, subscribing to its channel if this
+    /// instance is not yet; returns once a notification would reach it.
+    pub async fn register(
+        self: &Arc<Self>,
+        room: &Name,
+        peer: &Name,
+    ) -> Result<Registration, StoreError> {
+        let key = channel(room, peer);
+        let (notify, mut listening) = {
+            let mut waiter = self.by_mailbox.entry(key.clone()).or_insert_with(|| {
+                // The task outlives the store's use of it; a send that fails
+                // means the store is being dropped, and the wait below fails.
+                let _ = self.commands.send(Command::Subscribe(key.clone()));
+                Waiter {
+                    notify: Arc::new(Notify::new()),
+                    polls: 0,
+                    idle_since: None,
+                    listening: watch::Sender::new(false),
+                }
+            });
+            waiter.polls += 1;
+            waiter.idle_since = None;
+            (waiter.notify.clone(), waiter.listening.subscribe())
+        };
+        let registration = Registration {
+            notify,
+            waiters: self.clone(),
+            key,
+        };
+        match tokio::time::timeout(SUBSCRIBE_WAIT, listening.wait_for(|up| *up)).await {
+            Ok(Ok(_)) => Ok(registration),
+            _ => Err(StoreError::Unavailable),
+        }
+    }
+
+    /// Marks `keys` as listened to, releasing the polls waiting for that.
+    fn confirm<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        for key in keys {
+            if let Some(waiter) = self.by_mailbox.get(key) {
+                waiter.listening.send_replace(true);
+            }
+        }
+    }
+
+    fn wake(&self, key: &str) {
+        if let Some(waiter) = self.by_mailbox.get(key) {
+            waiter.notify.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        for waiter in self.by_mailbox.iter() {
+            waiter.notify.notify_waiters();
+        }
+    }
+
+    pub fn is_subscribed(&self) -> bool {
+        *self.subscribed.borrow()
+    }
+
+    /// Drops the channels no poll here has used for [`LINGER`].
+    fn prune(&self, now: Instant) {
+        let idle: Vec<Box<str>> = self
+            .by_mailbox
+            .iter()
+            .filter(|w| w.idle_since.is_some_and(|t| now - t >= LINGER))
+            .map(|w| w.key().clone())
+            .collect();
+        for key in idle {
+            let removed = self.by_mailbox.remove_if(&key, |_, w| {
+                w.polls == 0 && w.idle_since.is_some_and(|t| now - t >= LINGER)
+            });
+            if removed.is_some() {
+                let _ = self.commands.send(Command::Unsubscribe(key));
+            }
+        }
+    }
+}
+
+/// A parked poll's place in [`Waiters`]; dropping it starts the linger.
+pub struct Registration {
+    pub notify: Arc<Notify>,
+    waiters: Arc<Waiters>,
+    key: Box<str>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(mut waiter) = self.waiters.by_mailbox.get_mut(&self.key) {
+            waiter.polls -= 1;
+            if waiter.polls == 0 {
+                waiter.idle_since = Some(Instant::now());
+            }
+        }
+    }
+}
+
+/// The subscriber task's end of [`Waiters`]' command queue.
+pub struct Commands(mpsc::UnboundedReceiver<Command>);
+
+/// Keeps this instance subscribed to the channels its waiters need,
+/// reconnecting with backoff. Whenever the subscription drops or comes
+/// back, every local parked poll is woken to re-read Redis.
+pub async fn keep_subscribed(
+    client: Client,
+    waiters: Arc<Waiters>,
+    mut commands: Commands,
+    metrics: Arc<Metrics>,
+) {
+    let mut backoff = RESUBSCRIBE_MIN;
+    let mut was_up = true;
+    let mut prune_every = tokio::time::interval(LINGER / 2);
+    loop {
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
+        let pubsub = match connected {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(error)) => {
+                if was_up {
+                    warn!(%error, "cannot reach Redis; retrying");
+                }
+                was_up = false;
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                continue;
+            }
+            Err(_) => {
+                if was_up {
+                    warn!("cannot reach Redis (timed out); retrying");
+                }
+                was_up = false;
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                continue;
+            }
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        // Every channel a waiter has, again: this connection is new.
+        let keys: Vec<Box<str>> = waiters.by_mailbox.iter().map(|w| w.key().clone()).collect();
+        if !keys.is_empty() && resubscribe(&mut sink, &keys).await.is_err() {
+            sleep(backoff).await;
+            continue;
+        }
+        waiters.confirm(keys.iter().map(|k| &**k));
+        if !was_up {
+            info!("Redis is reachable again");
+        }
+        backoff = RESUBSCRIBE_MIN;
+        waiters.subscribed.send_replace(true);
+        waiters.wake_all();
+        let lost = loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => {
+                        metrics.wakeups_received.inc();
+                        waiters.wake(message.get_channel_name());
+                    }
+                    None => break "the connection closed",
+                },
+                command = commands.0.recv() => match command {
+                    Some(Command::Subscribe(key)) => {
+                        if sink.subscribe(&*key).await.is_err() {
+                            break "a subscribe failed";
+                        }
+                        waiters.confirm([&*key]);
+                    }
+                    Some(Command::Unsubscribe(key)) => {
+                        if sink.unsubscribe(&*key).await.is_err() {
+                            break "an unsubscribe failed";
+                        }
+                    }
+                    // The store is gone.
+                    None => return,
+                },
+                _ = prune_every.tick() => waiters.prune(Instant::now()),
+            }
+        };
+        waiters.subscribed.send_replace(false);
+        waiters.wake_all();
+        warn!(
+            reason = lost,
+            "lost the Redis subscription: parked polls end, requests get 503 until Redis is back"
+        );
+        was_up = false;
+        sleep(backoff).await;
+    }
+}
+
+/// Subscribes a new connection to `keys`, in batches of one command each.
+async fn resubscribe(
+    sink: &mut redis::aio::PubSubSink,
+    keys: &[Box<str>],
+) -> Result<(), RedisError> {
+    for batch in keys.chunks(512) {
+        let batch: Vec<&str> = batch.iter().map(|k| &**k).collect();
+        sink.subscribe(batch).await?;
+    }
+    Ok(())
+}
