@@ -67,8 +67,9 @@ pub struct Config {
     pub tls_sans: Vec<String>,
 
     /// Where rooms and mailboxes live: `memory` (this process only), or
-    /// `redis://[:PASSWORD@]HOST:PORT/DB` to share them with every instance
-    /// pointed at the same Redis (see docs/scaling.md). Its value is hidden
+    /// `redis://[USER:PASSWORD@]HOST:PORT/DB` (`rediss://` for TLS) to share
+    /// them with every instance pointed at the same Redis (see
+    /// docs/scaling.md). Its value is hidden
     /// here and redacted in logs: it can carry a password.
     #[arg(
         long,
@@ -80,6 +81,12 @@ pub struct Config {
         value_parser = parse_store
     )]
     pub store: StoreChoice,
+
+    /// With a `rediss://` store: the CA certificate (PEM) that signed the
+    /// Redis server's certificate, for a private CA. Without it the system's
+    /// roots are used.
+    #[arg(long, env = "SIGNAL_REDIS_CA_FILE", value_name = "PATH")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Serve the browser client from this folder, read on every request,
     /// instead of the copy built into the binary (for working on web/).
@@ -267,6 +274,7 @@ impl Config {
                 handshake_timeout: self.tls_handshake_timeout,
             }),
             store: self.store.clone(),
+            redis_ca_file: self.redis_ca_file.clone(),
             api: ApiSettings {
                 max_body: self.max_body,
                 poll_timeout: self.poll_timeout,
@@ -377,10 +385,13 @@ impl Config {
 fn parse_store(value: &str) -> Result<StoreChoice, String> {
     if value == "memory" {
         Ok(StoreChoice::Memory)
-    } else if value.starts_with("redis://") {
+    } else if value.starts_with("redis://") || value.starts_with("rediss://") {
         Ok(StoreChoice::Redis(value.to_owned()))
     } else {
-        Err("expected `memory` or a redis://HOST:PORT/DB URL".to_owned())
+        Err(
+            "expected `memory`, or a redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS) URL"
+                .to_owned(),
+        )
     }
 }
 

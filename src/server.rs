@@ -165,7 +165,13 @@ impl Server {
                 Box::new(parts.accept_loop(store))
             }
             StoreChoice::Redis(url) => {
-                let store = RedisStore::connect(url, settings.limits.clone(), metrics).await?;
+                let store = RedisStore::connect(
+                    url,
+                    settings.redis_ca_file.as_deref(),
+                    settings.limits.clone(),
+                    metrics,
+                )
+                .await?;
                 info!("rooms and mailboxes are in Redis, shared with every instance using it");
                 Box::new(parts.accept_loop(store))
             }

@@ -31,6 +31,9 @@ pub struct Settings {
     /// Serve HTTPS (HTTP/2 and HTTP/1.1) when set.
     pub tls: Option<TlsSettings>,
     pub store: StoreChoice,
+    /// With a `rediss://` store: the CA (PEM) that signed Redis's
+    /// certificate, when it is not in the system's roots.
+    pub redis_ca_file: Option<PathBuf>,
     /// Routes, bodies, the page, ICE servers.
     pub api: ApiSettings,
     /// Rooms, mailboxes and their bounds.
@@ -50,6 +53,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             tls: None,
             store: StoreChoice::Memory,
+            redis_ca_file: None,
             api: ApiSettings::default(),
             limits: Limits::default(),
             admission: AdmissionSettings::default(),
@@ -111,7 +115,8 @@ impl Default for AdmissionSettings {
 pub enum StoreChoice {
     #[default]
     Memory,
-    /// A `redis://` URL, which may carry a password.
+    /// A `redis://` or `rediss://` (TLS) URL, which may carry a user and
+    /// password (`redis://user:password@host:port/db`, Redis 6 ACLs).
     Redis(String),
 }
 
@@ -180,6 +185,11 @@ impl Settings {
             if value == 0 {
                 return Err(format!("{flag} must be at least 1"));
             }
+        }
+        let tls_store =
+            matches!(&self.store, StoreChoice::Redis(url) if url.starts_with("rediss://"));
+        if self.redis_ca_file.is_some() && !tls_store {
+            return Err("--redis-ca-file needs a rediss:// --store".into());
         }
         if api.hsts && self.tls.is_none() {
             return Err("--hsts only makes sense with --tls".into());

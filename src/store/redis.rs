@@ -68,6 +68,17 @@ const BATCH_HEADER: usize = 8;
 pub enum RedisStoreError {
     #[error("invalid --store URL: {0}")]
     Url(RedisError),
+    #[error("cannot read --redis-ca-file {path}: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("Redis refused the credentials of the --store URL ({0}): check its user and password")]
+    Refused(String),
+    #[error(
+        "TLS to Redis failed ({0}): check the certificate, or give its CA with --redis-ca-file"
+    )]
+    Tls(String),
 }
 
 /// A [`Store`] in Redis, shared by every instance pointed at the same one.
@@ -110,6 +121,37 @@ impl Engine {
     }
 }
 
+/// One connection and a PING, to tell a Redis that is not there yet (the
+/// store starts and answers 503 until it is) from one that refuses us.
+async fn check_credentials(client: &Client) -> Result<(), RedisStoreError> {
+    let attempt = tokio::time::timeout(STARTUP_WAIT, async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+    })
+    .await;
+    let Ok(Err(error)) = attempt else {
+        return Ok(());
+    };
+    use redis::ErrorKind;
+    let text = error.to_string();
+    if matches!(error.kind(), ErrorKind::AuthenticationFailed)
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+    {
+        return Err(RedisStoreError::Refused(text));
+    }
+    let tls = text.contains("certificate")
+        || text.contains("TLS")
+        || text.contains("tls")
+        || text.contains("handshake");
+    if tls {
+        return Err(RedisStoreError::Tls(text));
+    }
+    Ok(())
+}
+
 /// Every Redis failure is a 503 for the client; only failures that are
 /// not about reaching Redis (a script error, say) are worth an error log.
 fn unavailable(error: RedisError) -> StoreError {
@@ -126,14 +168,35 @@ fn unavailable(error: RedisError) -> StoreError {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`). Waits up to a few seconds
-    /// for Redis; if it is not there yet, the store answers 503 until it is.
+    /// Connects to `url` (`redis://host:port/db`, `rediss://` for TLS,
+    /// trusting `ca_file` when given). Waits up to a few seconds for Redis;
+    /// if it is not there yet, the store answers 503 until it is. A Redis
+    /// that is there but refuses the password, or a TLS certificate that
+    /// does not verify, is a start-up error: waiting would not fix it.
     pub async fn connect(
         url: &str,
+        ca_file: Option<&std::path::Path>,
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Result<RedisStore, RedisStoreError> {
-        let client = Client::open(url).map_err(RedisStoreError::Url)?;
+        let client = match ca_file {
+            None => Client::open(url),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| RedisStoreError::CaFile {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                Client::build_with_tls(
+                    url,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+        }
+        .map_err(RedisStoreError::Url)?;
+        check_credentials(&client).await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
