@@ -440,6 +440,13 @@ impl Store for MemoryStore {
         let evicted = room.evict_overflowing(&peer.room, &self.limits);
         self.mailbox_count.fetch_sub(1 + evicted, Ordering::Relaxed);
         self.account(before, room.stored_bytes());
+        let empty = room.is_empty();
+        drop(room);
+        // As the Redis store does: a room the last peer left is gone now,
+        // not at the next sweep.
+        if empty {
+            self.discard_if_empty(&peer.room);
+        }
         debug!(room = %peer.room, peer = %peer.peer, "peer left");
         Ok(true)
     }
@@ -478,6 +485,7 @@ impl Store for MemoryStore {
             rooms: self.room_count.load(Ordering::Relaxed),
             mailboxes: self.mailbox_count.load(Ordering::Relaxed),
             parked_polls: self.parked_polls.load(Ordering::Relaxed),
+            stored_bytes: self.stored_bytes(),
         }
     }
 }

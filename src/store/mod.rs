@@ -204,6 +204,9 @@ pub struct StoreStats {
     pub rooms: usize,
     pub mailboxes: usize,
     pub parked_polls: usize,
+    /// Undelivered messages and idempotency records, in bytes, as
+    /// `--max-stored-bytes` counts them.
+    pub stored_bytes: usize,
 }
 
 /// Takes one unit of `count` if that keeps it within `max`; false if not.

@@ -28,11 +28,12 @@ for v in string.gmatch(ARGV[3], '%d+') do
   limits[#limits + 1] = tonumber(v)
 end
 local TTL, MAX_MSGS, MAX_BYTES, BACKLOG_MSGS, BACKLOG_AGE, ROOM_PEERS, MAX_ROOMS,
-  STORED_BYTES, OVERHEAD, NAME_SIZE, IDEM_WINDOW, MAX_RECEIPTS = unpack(limits)
+  STORED_BYTES, OVERHEAD, NAME_SIZE, IDEM_WINDOW, MAX_RECEIPTS, CLOCK_OFFSET = unpack(limits)
 
--- One clock for every instance: Redis's.
+-- One clock for every instance: Redis's (plus an offset that only tests
+-- move forward, as a paused clock does for the memory store).
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + (CLOCK_OFFSET or 0)
 
 local prefix = 'sr:{' .. room .. '}:'
 local META, PEERS, BACKLOG = prefix .. 'meta', prefix .. 'peers', prefix .. 'backlog'

@@ -28,7 +28,7 @@ mod wakeups;
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -92,6 +92,7 @@ pub struct RedisStore {
     /// The shared counts last read from Redis, for the metrics gauges.
     rooms: AtomicUsize,
     mailboxes: AtomicUsize,
+    stored_bytes: AtomicUsize,
     closed: CancellationToken,
     metrics: Arc<Metrics>,
     subscriber: JoinHandle<()>,
@@ -103,13 +104,21 @@ struct Engine {
     script: Script,
     /// The limits as the script reads them (ARGV[3]).
     limits_arg: String,
+    /// Added to Redis's clock in the scripts; 0 but in tests of expiry.
+    clock_offset_ms: AtomicU64,
 }
 
 impl Engine {
     /// Runs one operation of redis.lua.
     async fn call(&self, op: &str, room: &Name, args: &[&str]) -> Result<Vec<String>, StoreError> {
         let mut invocation = self.script.prepare_invoke();
-        invocation.arg(op).arg(room.as_str()).arg(&self.limits_arg);
+        let offset = self.clock_offset_ms.load(Ordering::Relaxed);
+        let limits = if offset == 0 {
+            std::borrow::Cow::Borrowed(&self.limits_arg)
+        } else {
+            std::borrow::Cow::Owned(format!("{} {offset}", self.limits_arg))
+        };
+        invocation.arg(op).arg(room.as_str()).arg(&*limits);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -223,6 +232,7 @@ impl RedisStore {
             connection,
             script: Script::new(include_str!("redis.lua")),
             limits_arg,
+            clock_offset_ms: AtomicU64::new(0),
         });
         let (waiters, commands) = Waiters::new();
         let mut subscribed = waiters.subscribed.subscribe();
@@ -253,10 +263,19 @@ impl RedisStore {
             parked_polls: AtomicUsize::new(0),
             rooms: AtomicUsize::new(0),
             mailboxes: AtomicUsize::new(0),
+            stored_bytes: AtomicUsize::new(0),
             closed: CancellationToken::new(),
             metrics,
             subscriber,
         })
+    }
+
+    /// Moves the clock the scripts see `by` forward, for tests of expiry
+    /// (the model test); a server never calls it. Redis's own key expiry
+    /// and the sweep lock keep real time.
+    pub fn advance_clock(&self, by: Duration) {
+        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.engine.clock_offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
     fn reserve_parked_slot(&self) -> Option<ParkedSlot<'_>> {
@@ -297,19 +316,20 @@ impl RedisStore {
 
     async fn refresh_stats(&self) -> Result<(), StoreError> {
         let mut connection = self.engine.connection.clone();
-        let (rooms, mailboxes): (usize, Option<i64>) = redis::pipe()
+        let (rooms, mailboxes, bytes): (usize, Option<i64>, Option<i64>) = redis::pipe()
             .cmd("SCARD")
             .arg("sr:rooms")
             .cmd("GET")
             .arg("sr:mailboxes")
+            .cmd("GET")
+            .arg("sr:bytes")
             .query_async(&mut connection)
             .await
             .map_err(unavailable)?;
+        let count = |n: Option<i64>| usize::try_from(n.unwrap_or(0)).unwrap_or(0);
         self.rooms.store(rooms, Ordering::Relaxed);
-        self.mailboxes.store(
-            usize::try_from(mailboxes.unwrap_or(0)).unwrap_or(0),
-            Ordering::Relaxed,
-        );
+        self.mailboxes.store(count(mailboxes), Ordering::Relaxed);
+        self.stored_bytes.store(count(bytes), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -574,6 +594,7 @@ impl Store for RedisStore {
             rooms: self.rooms.load(Ordering::Relaxed),
             mailboxes: self.mailboxes.load(Ordering::Relaxed),
             parked_polls: self.parked_polls.load(Ordering::Relaxed),
+            stored_bytes: self.stored_bytes.load(Ordering::Relaxed),
         }
     }
 }
