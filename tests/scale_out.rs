@@ -333,21 +333,26 @@ async fn send_with_key(peer: &Peer, to: &str, body: &Value, key: &str) -> reqwes
 }
 
 /// Wake-ups are targeted: an instance hears about the mailboxes it has
-/// polls parked on, not the whole cluster's traffic. 6 instances, 60 pairs:
-/// each pair's receiver parks on one instance, its sender posts through
-/// another; each instance should receive about its own sixth.
+/// polls parked on, not the whole cluster's traffic. With 10 pairs per
+/// instance on 2, 4 and 6 instances (each pair's receiver parked on one
+/// instance, its sender posting through the next), what each instance
+/// receives stays at its own share as the cluster grows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_instance_hears_only_its_own_share_of_wake_ups() {
-    const INSTANCES: usize = 6;
-    const PAIRS: usize = 60;
+    for instances in [2, 4, 6] {
+        wake_ups_per_instance(instances, 10 * instances).await;
+    }
+}
+
+async fn wake_ups_per_instance(count: usize, pairs: usize) {
     const MESSAGES: u64 = 10;
     let redis = RedisServer::start();
-    let servers = instances(&redis, INSTANCES, |s| s.admission.rate_limit = 0).await;
+    let servers = instances(&redis, count, |s| s.admission.rate_limit = 0).await;
     let mut tasks = Vec::new();
-    for pair in 0..PAIRS {
+    for pair in 0..pairs {
         let room = format!("share-{pair}");
-        let mut receiver = servers[pair % INSTANCES].peer(&room, "receiver");
-        let mut sender = servers[(pair + 1) % INSTANCES].peer(&room, "sender");
+        let mut receiver = servers[pair % count].peer(&room, "receiver");
+        let mut sender = servers[(pair + 1) % count].peer(&room, "sender");
         receiver.join().await;
         sender.join().await;
         receiver.poll(0.0).await;
@@ -371,29 +376,22 @@ async fn each_instance_hears_only_its_own_share_of_wake_ups() {
     }
     let mut received = Vec::new();
     for server in &servers {
-        let text = common::client()
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = common::get_text(&server.url("/metrics")).await.unwrap();
         received.push(common::metric(&text, "signal_wakeups_received_total") as u64);
     }
     let total: u64 = received.iter().sum();
-    let own_share = (PAIRS / INSTANCES) as u64 * MESSAGES;
-    let everything = PAIRS as u64 * MESSAGES;
+    let own_share = (pairs / count) as u64 * MESSAGES;
+    let everything = pairs as u64 * MESSAGES;
     println!(
-        "targeted wake-ups: {INSTANCES} instances, {PAIRS} pairs, {MESSAGES} messages each: received per instance {received:?}, total {total} (each instance's own receivers got {own_share} messages; one channel for all would give each instance about {everything} notifications)"
+        "targeted wake-ups: {count} instances, {pairs} pairs, {MESSAGES} messages each: received per instance {received:?}, total {total} (each instance's own receivers got {own_share} messages; one channel for all would give each instance about {everything} notifications)"
     );
     // Every notification is one message (or room event) for one mailbox:
-    // all of them together are about PAIRS * MESSAGES, so an instance that
+    // all of them together are about pairs * MESSAGES, so an instance that
     // heard twice its share heard others' traffic.
-    for (instance, count) in received.iter().enumerate() {
+    for (instance, got) in received.iter().enumerate() {
         assert!(
-            *count >= own_share / 2 && *count <= 2 * own_share,
-            "instance {instance} received {count} wake-ups for {own_share} messages of its own"
+            *got >= own_share / 2 && *got <= 2 * own_share,
+            "instance {instance} of {count} received {got} wake-ups for {own_share} messages of its own"
         );
     }
 }
