@@ -5,6 +5,7 @@
 mod cors;
 mod error;
 mod params;
+mod sdpfrag;
 pub mod whip;
 
 use std::net::SocketAddr;
