@@ -19,8 +19,8 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use signal_relay::name::Name;
 use signal_relay::store::{
-    Credentials, Limits, MESSAGE_OVERHEAD, MemoryStore, PollRequest, RedisStore, SendRequest,
-    Store, StoreError,
+    Credentials, Limits, MESSAGE_OVERHEAD, MemoryStore, PollRequest, Polled, RedisStore,
+    SendRequest, Sent, Store, StoreError,
 };
 use signal_relay::token::Token;
 
@@ -28,6 +28,9 @@ const PEERS: usize = 4;
 const MAILBOX: usize = 4;
 const BACKLOG: usize = 2;
 const ROOM_PEERS: usize = 3;
+/// How long a parked poll of the model test waits when nothing wakes it
+/// (instant on the memory store's paused clock, real on Redis).
+const PARK: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone)]
 enum Cursor {
@@ -48,6 +51,9 @@ enum Op {
     Poll(usize, Cursor),
     Send(usize, Option<usize>),
     Leave(usize),
+    /// A poll parks on an idle mailbox, then a send is made while it waits:
+    /// the wake-up path, which on Redis crosses pub/sub.
+    ParkThenSend(usize, usize, Option<usize>),
     /// Everyone goes quiet for longer than the TTL and the backlog age.
     Expire,
 }
@@ -64,7 +70,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (peer.clone(), cursor).prop_map(|(p, c)| Op::Poll(p, c)),
         5 => (peer.clone(), prop::option::of(0..PEERS)).prop_map(|(p, to)| Op::Send(p, to)),
-        1 => peer.prop_map(Op::Leave),
+        1 => peer.clone().prop_map(Op::Leave),
+        3 => (peer.clone(), peer.clone(), prop::option::of(0..PEERS))
+            .prop_map(|(p, from, to)| Op::ParkThenSend(p, from, to)),
         1 => Just(Op::Expire),
     ]
 }
@@ -185,6 +193,11 @@ trait Subject {
     type Under: Store;
     fn store(&self) -> &Self::Under;
     async fn sweep_after(&self, by: Duration);
+    /// A mark of `peer`'s parked polls so far, for [`Subject::until_parked`].
+    async fn parks(&self, peer: usize) -> u64;
+    /// Returns once a poll of `peer` has parked since `parks` said `before`,
+    /// so a send made then reaches a parked poll (the path under test).
+    async fn until_parked(&self, peer: usize, before: u64);
 }
 
 impl Subject for MemoryStore {
@@ -195,6 +208,13 @@ impl Subject for MemoryStore {
     async fn sweep_after(&self, by: Duration) {
         tokio::time::advance(by).await;
         self.sweep().await;
+    }
+    async fn parks(&self, _peer: usize) -> u64 {
+        0
+    }
+    async fn until_parked(&self, _peer: usize, _before: u64) {
+        // The poll runs to its park before a yielding task resumes.
+        tokio::task::yield_now().await;
     }
 }
 
@@ -220,6 +240,207 @@ impl Subject for OnRedis {
             .expect("DEL");
         self.store.sweep().await;
     }
+    async fn parks(&self, peer: usize) -> u64 {
+        let mut connection = self.connection.clone();
+        redis::cmd("HGET")
+            .arg(format!("sr:{{room}}:p:{}", name(peer)))
+            .arg("gen")
+            .query_async::<Option<u64>>(&mut connection)
+            .await
+            .expect("HGET")
+            .unwrap_or(0)
+    }
+    async fn until_parked(&self, peer: usize, before: u64) {
+        // The script that parks a poll bumps the mailbox's generation.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.parks(peer).await == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the poll never parked"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+/// The cursor a client sends for `cursor`.
+fn cursor_of(client: &ClientState, cursor: &Cursor) -> (u64, Option<String>) {
+    match cursor {
+        Cursor::Current => (client.cursor, client.epoch.clone()),
+        Cursor::Zero => (0, client.epoch.clone()),
+        Cursor::Behind(k) => (client.cursor.saturating_sub(*k), client.epoch.clone()),
+        Cursor::Beyond => (client.cursor + 5, client.epoch.clone()),
+        Cursor::ForeignEpoch => (client.cursor, Some("not-this-one".into())),
+    }
+}
+
+fn send_request(from: usize, to: Option<usize>, data: &str) -> SendRequest {
+    SendRequest {
+        sender: who(from),
+        to: to.map(|t| Name::parse(&name(t)).expect("valid")),
+        data: Arc::from(RawValue::from_string(data.to_owned()).expect("json")),
+        idempotency_key: None,
+    }
+}
+
+/// Checks a poll's result against the model, and moves both on.
+fn expect_poll(
+    model: &mut Model,
+    clients: &mut [ClientState],
+    peer: usize,
+    since: u64,
+    epoch: Option<String>,
+    result: Result<Polled, StoreError>,
+) -> Result<(), TestCaseError> {
+    let created = model.find(peer).is_none();
+    if created {
+        if model.peers.len() >= ROOM_PEERS {
+            prop_assert!(
+                matches!(result, Err(StoreError::RoomFull { .. })),
+                "{result:?}"
+            );
+            return Ok(());
+        }
+        model.join(peer);
+    }
+    let batch = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let index = model.find(peer).expect("joined");
+    let mailbox = &mut model.peers[index];
+    let same_incarnation = match epoch.as_deref() {
+        None => true,
+        Some(e) => mailbox.epoch.as_deref() == Some(e),
+    };
+    let honoured = !(created && since > 0)
+        && same_incarnation
+        && (mailbox.acked..=mailbox.last_seq).contains(&since);
+    if honoured {
+        while mailbox.messages.front().is_some_and(|m| m.0 <= since) {
+            mailbox.messages.pop_front();
+        }
+        mailbox.acked = since;
+    }
+    let expected: Vec<(u64, Option<String>, String)> = mailbox
+        .messages
+        .iter()
+        .map(|(seq, from, data)| (*seq, from.map(name), data.clone()))
+        .collect();
+    let actual: Vec<(u64, Option<String>, String)> = batch
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.seq,
+                m.from.as_ref().map(|f| f.to_string()),
+                m.data.get().to_owned(),
+            )
+        })
+        .collect();
+    prop_assert_eq!(
+        actual,
+        expected,
+        "poll {:?} from {:?} {:?}",
+        peer,
+        since,
+        epoch
+    );
+    prop_assert_eq!(
+        batch.reset,
+        !honoured,
+        "reset of {:?} from {:?}",
+        peer,
+        since
+    );
+    prop_assert_eq!(batch.next, mailbox.last_seq);
+    prop_assert_eq!(batch.issued_token.is_some(), created);
+    let shown = batch.epoch.to_string();
+    if let Some(known) = &mailbox.epoch {
+        prop_assert_eq!(known, &shown, "an incarnation keeps its epoch");
+    }
+    mailbox.epoch = Some(shown);
+    clients[peer] = ClientState {
+        cursor: batch.next,
+        epoch: Some(batch.epoch.to_string()),
+    };
+    Ok(())
+}
+
+/// Checks a send's result against the model, and moves it on.
+fn expect_send(
+    model: &mut Model,
+    from: usize,
+    to: Option<usize>,
+    data: String,
+    result: Result<Sent, StoreError>,
+) -> Result<(), TestCaseError> {
+    let sender_index = model.find(from);
+    if sender_index.is_none() && model.peers.len() >= ROOM_PEERS {
+        prop_assert!(
+            matches!(result, Err(StoreError::RoomFull { .. })),
+            "{result:?}"
+        );
+        return Ok(());
+    }
+    let recipients: Vec<usize> = match to {
+        Some(t) if t == from => {
+            prop_assert_eq!(result.err(), Some(StoreError::SendToSelf));
+            return Ok(());
+        }
+        Some(t) => match model.find(t) {
+            Some(i) => vec![i],
+            None => {
+                prop_assert!(
+                    matches!(result, Err(StoreError::NoSuchPeer { .. })),
+                    "{result:?}"
+                );
+                return Ok(());
+            }
+        },
+        None => (0..model.peers.len())
+            .filter(|&i| Some(i) != sender_index)
+            .collect(),
+    };
+    if let Some(&full) = recipients
+        .iter()
+        .find(|&&i| model.peers[i].peer_messages() >= MAILBOX)
+    {
+        let _ = full;
+        prop_assert!(
+            matches!(result, Err(StoreError::MailboxFull { .. })),
+            "{result:?}"
+        );
+        return Ok(());
+    }
+    if recipients.is_empty() && model.backlog.len() >= BACKLOG {
+        prop_assert!(
+            matches!(result, Err(StoreError::BacklogFull { .. })),
+            "{result:?}"
+        );
+        return Ok(());
+    }
+    let sent_ok = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+    let delivered: Vec<String> = recipients
+        .iter()
+        .map(|&i| name(model.peers[i].peer))
+        .collect();
+    if sender_index.is_none() {
+        model.join(from);
+        prop_assert!(sent_ok.issued_token.is_some());
+    }
+    for &i in &recipients {
+        model.peers[i].push(Some(from), data.clone());
+    }
+    if recipients.is_empty() {
+        model.backlog.push_back((from, data));
+    }
+    let actual: Vec<String> = sent_ok
+        .receipt
+        .delivered
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    prop_assert_eq!(actual, delivered);
+    prop_assert_eq!(sent_ok.receipt.queued, recipients.is_empty());
+    Ok(())
 }
 
 /// Runs `ops` on the subject's store and on the model, comparing every reply.
@@ -233,16 +454,7 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
         for op in ops {
             match op {
                 Op::Poll(peer, cursor) => {
-                    let client = &clients[peer];
-                    let (since, epoch) = match &cursor {
-                        Cursor::Current => (client.cursor, client.epoch.clone()),
-                        Cursor::Zero => (0, client.epoch.clone()),
-                        Cursor::Behind(k) => {
-                            (client.cursor.saturating_sub(*k), client.epoch.clone())
-                        }
-                        Cursor::Beyond => (client.cursor + 5, client.epoch.clone()),
-                        Cursor::ForeignEpoch => (client.cursor, Some("not-this-one".into())),
-                    };
+                    let (since, epoch) = cursor_of(&clients[peer], &cursor);
                     let result = store
                         .poll(PollRequest {
                             reader: who(peer),
@@ -251,145 +463,75 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                             wait: Duration::ZERO,
                         })
                         .await;
-
-                    // The model's prediction.
-                    let created = model.find(peer).is_none();
-                    if created {
-                        if model.peers.len() >= ROOM_PEERS {
-                            prop_assert!(
-                                matches!(result, Err(StoreError::RoomFull { .. })),
-                                "{result:?}"
-                            );
-                            continue;
-                        }
-                        model.join(peer);
-                    }
-                    let batch = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-                    let index = model.find(peer).expect("joined");
-                    let mailbox = &mut model.peers[index];
-                    let same_incarnation = match epoch.as_deref() {
-                        None => true,
-                        Some(e) => mailbox.epoch.as_deref() == Some(e),
-                    };
-                    let honoured = !(created && since > 0)
-                        && same_incarnation
-                        && (mailbox.acked..=mailbox.last_seq).contains(&since);
-                    if honoured {
-                        while mailbox.messages.front().is_some_and(|m| m.0 <= since) {
-                            mailbox.messages.pop_front();
-                        }
-                        mailbox.acked = since;
-                    }
-                    let expected: Vec<(u64, Option<String>, String)> = mailbox
-                        .messages
-                        .iter()
-                        .map(|(seq, from, data)| (*seq, from.map(name), data.clone()))
-                        .collect();
-                    let actual: Vec<(u64, Option<String>, String)> = batch
-                        .messages
-                        .iter()
-                        .map(|m| {
-                            (
-                                m.seq,
-                                m.from.as_ref().map(|f| f.to_string()),
-                                m.data.get().to_owned(),
-                            )
-                        })
-                        .collect();
-                    prop_assert_eq!(actual, expected, "poll {:?} {:?}", peer, cursor);
-                    prop_assert_eq!(batch.reset, !honoured, "reset of {:?} {:?}", peer, cursor);
-                    prop_assert_eq!(batch.next, mailbox.last_seq);
-                    prop_assert_eq!(batch.issued_token.is_some(), created);
-                    let shown = batch.epoch.to_string();
-                    if let Some(known) = &mailbox.epoch {
-                        prop_assert_eq!(known, &shown, "an incarnation keeps its epoch");
-                    }
-                    mailbox.epoch = Some(shown);
-                    clients[peer] = ClientState {
-                        cursor: batch.next,
-                        epoch: Some(batch.epoch.to_string()),
-                    };
+                    expect_poll(&mut model, &mut clients, peer, since, epoch, result)?;
                 }
                 Op::Send(from, to) => {
                     sent += 1;
                     let data = format!(r#"{{"from":{from},"n":{sent}}}"#);
-                    let result = store
-                        .send(SendRequest {
-                            sender: who(from),
-                            to: to.map(|t| Name::parse(&name(t)).expect("valid")),
-                            data: Arc::from(RawValue::from_string(data.clone()).expect("json")),
-                            idempotency_key: None,
-                        })
-                        .await;
-
-                    let sender_index = model.find(from);
-                    if sender_index.is_none() && model.peers.len() >= ROOM_PEERS {
-                        prop_assert!(
-                            matches!(result, Err(StoreError::RoomFull { .. })),
-                            "{result:?}"
-                        );
+                    let result = store.send(send_request(from, to, &data)).await;
+                    expect_send(&mut model, from, to, data, result)?;
+                }
+                Op::ParkThenSend(peer, from, to) => {
+                    // Only a poll that finds nothing parks; one that would
+                    // return at once is Op::Poll's case.
+                    let client = clients[peer].clone();
+                    let idle = model.find(peer).is_some_and(|i| {
+                        let mailbox = &model.peers[i];
+                        mailbox.epoch.is_some()
+                            && client.epoch == mailbox.epoch
+                            && client.cursor == mailbox.last_seq
+                    });
+                    // ...and only for a send meant for it: one that is not
+                    // would leave it to time out, which costs real time on
+                    // Redis and proves nothing more.
+                    let for_it = from != peer && to.is_none_or(|t| t == peer);
+                    if !idle || !for_it {
                         continue;
                     }
-                    let recipients: Vec<usize> = match to {
-                        Some(t) if t == from => {
-                            prop_assert_eq!(result.err(), Some(StoreError::SendToSelf));
-                            continue;
-                        }
-                        Some(t) => match model.find(t) {
-                            Some(i) => vec![i],
-                            None => {
-                                prop_assert!(
-                                    matches!(result, Err(StoreError::NoSuchPeer { .. })),
-                                    "{result:?}"
-                                );
-                                continue;
-                            }
-                        },
-                        None => (0..model.peers.len())
-                            .filter(|&i| Some(i) != sender_index)
-                            .collect(),
+                    sent += 1;
+                    let data = format!(r#"{{"from":{from},"n":{sent}}}"#);
+                    let before = subject.parks(peer).await;
+                    let parked = store.poll(PollRequest {
+                        reader: who(peer),
+                        since: client.cursor,
+                        epoch: client.epoch.clone().map(Into::into),
+                        wait: PARK,
+                    });
+                    let sending = async {
+                        // The poll acknowledges and parks first: a send that
+                        // landed before would meet the unacknowledged mailbox.
+                        subject.until_parked(peer, before).await;
+                        store.send(send_request(from, to, &data)).await
                     };
-                    if let Some(&full) = recipients
-                        .iter()
-                        .find(|&&i| model.peers[i].peer_messages() >= MAILBOX)
-                    {
-                        let _ = full;
+                    let started = tokio::time::Instant::now();
+                    let (polled, sent_result) = tokio::join!(parked, sending);
+                    // A send that reached the mailbox wakes the poll: it
+                    // does not wait for its deadline (on the memory store's
+                    // paused clock this is exact; on Redis the margin is
+                    // milliseconds against 200 ms).
+                    if sent_result.is_ok() {
                         prop_assert!(
-                            matches!(result, Err(StoreError::MailboxFull { .. })),
-                            "{result:?}"
+                            started.elapsed() < PARK / 2,
+                            "the parked poll was not woken: {:?}",
+                            started.elapsed()
                         );
-                        continue;
                     }
-                    if recipients.is_empty() && model.backlog.len() >= BACKLOG {
-                        prop_assert!(
-                            matches!(result, Err(StoreError::BacklogFull { .. })),
-                            "{result:?}"
-                        );
-                        continue;
+                    // The poll acknowledged its cursor before it parked,
+                    // so before the send: the model frees those first.
+                    if let Some(i) = model.find(peer) {
+                        let mailbox = &mut model.peers[i];
+                        mailbox.messages.retain(|m| m.0 > client.cursor);
+                        mailbox.acked = client.cursor;
                     }
-                    let sent_ok = result.map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
-                    let delivered: Vec<String> = recipients
-                        .iter()
-                        .map(|&i| name(model.peers[i].peer))
-                        .collect();
-                    if sender_index.is_none() {
-                        model.join(from);
-                        prop_assert!(sent_ok.issued_token.is_some());
-                    }
-                    for &i in &recipients {
-                        model.peers[i].push(Some(from), data.clone());
-                    }
-                    if recipients.is_empty() {
-                        model.backlog.push_back((from, data));
-                    }
-                    let actual: Vec<String> = sent_ok
-                        .receipt
-                        .delivered
-                        .iter()
-                        .map(|n| n.to_string())
-                        .collect();
-                    prop_assert_eq!(actual, delivered);
-                    prop_assert_eq!(sent_ok.receipt.queued, recipients.is_empty());
+                    expect_send(&mut model, from, to, data, sent_result)?;
+                    expect_poll(
+                        &mut model,
+                        &mut clients,
+                        peer,
+                        client.cursor,
+                        client.epoch,
+                        polled,
+                    )?;
                 }
                 Op::Leave(peer) => {
                     let left = store
