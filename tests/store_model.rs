@@ -31,6 +31,9 @@ const ROOM_PEERS: usize = 3;
 /// How long a parked poll of the model test waits when nothing wakes it
 /// (instant on the memory store's paused clock, real on Redis).
 const PARK: Duration = Duration::from_millis(400);
+/// The silence an Expire makes: the TTL and backlog age (10 s) and a tenth
+/// of a second, less than a parked poll's deadline.
+const EXPIRE_AFTER: Duration = Duration::from_millis(10_100);
 
 #[derive(Debug, Clone)]
 enum Cursor {
@@ -545,7 +548,10 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                     }
                 }
                 Op::Expire => {
-                    subject.sweep_after(Duration::from_secs(11)).await;
+                    // Just past the TTL (and the backlog age): a peer whose
+                    // last poll ended a moment ago must be gone too, so a
+                    // lease that outlived its poll would show.
+                    subject.sweep_after(EXPIRE_AFTER).await;
                     model = Model::default();
                 }
             }
