@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::token::Token;
 pub use crate::wire::{Batch, Message, Receipt};
-use crate::wire::{ErrorBody, HEALTH_PATH, RoomEvent, SIGNAL_PATH, header, query};
+use crate::wire::{ErrorBody, HEALTH_PATH, RoomEvent, SIGNAL_PATH, header, media, query};
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +183,7 @@ impl Peer {
             .http
             .post(url)
             .header(header::PEER_TOKEN, &self.token)
-            .header("Content-Type", "application/json")
+            .header("Content-Type", media::JSON)
             .body(json)
             .send()
             .await?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::admission::Refusal;
 use crate::store::StoreError;
-use crate::wire::{ErrorBody, Problem};
+use crate::wire::{ErrorBody, Problem, media};
 
 /// Seconds a client should wait before retrying a 429: a recipient's
 /// mailbox drains as soon as it polls, which is within one round trip.
@@ -75,35 +75,37 @@ impl ApiError {
     }
 
     /// The error as `/signal` and the other JSON endpoints send it.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let response = json_response(
+    pub fn into_response(mut self) -> Response<Full<Bytes>> {
+        let mut response = json_response(
             self.status,
             &ErrorBody {
-                error: self.message.clone(),
+                error: std::mem::take(&mut self.message),
             },
         );
-        self.with_headers(response)
+        self.add_headers(&mut response);
+        response
     }
 
     /// The error as an RFC 9457 problem, the form WHIP and WHEP clients read.
-    pub fn into_problem_response(self) -> Response<Full<Bytes>> {
+    pub fn into_problem_response(mut self) -> Response<Full<Bytes>> {
         let mut response = json_response(
             self.status,
             &Problem {
                 kind: "about:blank".into(),
                 title: self.status.canonical_reason().unwrap_or("Error").into(),
                 status: self.status.as_u16(),
-                detail: self.message.clone(),
+                detail: std::mem::take(&mut self.message),
             },
         );
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        self.with_headers(response)
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(media::PROBLEM));
+        self.add_headers(&mut response);
+        response
     }
 
-    fn with_headers(self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    /// The headers the status calls for, whichever body form the error took.
+    fn add_headers(&self, response: &mut Response<Full<Bytes>>) {
         let headers = response.headers_mut();
         if let Some(seconds) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
@@ -114,7 +116,6 @@ impl ApiError {
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
-        response
     }
 }
 
@@ -212,6 +213,6 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(media::JSON));
     response
 }
