@@ -83,6 +83,14 @@ impl fmt::Debug for Token {
 
 /// Random bytes from the OS. Failure means the OS cannot provide randomness
 /// at all, in which case no secret this server could issue would be safe.
+/// 8 characters of the URL-safe base64 alphabet (48 random bits), all
+/// valid in a room or peer name: for epochs, session names and TURN labels.
+pub(crate) fn random_id() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 6] = random_bytes();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     getrandom::fill(&mut buf).expect("the OS random source failed");

@@ -25,7 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
-use crate::token::random_bytes;
+use crate::token::random_id;
 
 /// The `static-auth-secret` shared with the TURN server.
 #[derive(Clone, PartialEq, Eq)]
@@ -95,11 +95,6 @@ impl TurnMinter {
 fn credential(secret: &TurnSecret, username: &str) -> String {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret.0);
     BASE64.encode(ring::hmac::sign(&key, username.as_bytes()).as_ref())
-}
-
-fn random_id() -> String {
-    let bytes: [u8; 6] = random_bytes();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A `--turn-url` value: a `turn:` or `turns:` URL.

@@ -31,7 +31,7 @@ use super::sdpfrag::parse_sdpfrag;
 use super::{Api, ApiError, Reply, to_payload};
 use crate::name::Name;
 use crate::store::{Credentials, PollRequest, SendRequest, Store, StoreError};
-use crate::token::Token;
+use crate::token::{Token, random_id};
 use crate::wire::{self, Candidate, Description, RoomEvent, media};
 
 /// Methods of a WHIP/WHEP endpoint and of a session resource.
@@ -254,7 +254,7 @@ impl<S: Store> Api<S> {
             .ok_or_else(|| ApiError::bad_request("the body is not an SDP offer (v=0 …)"))?
             .to_owned();
 
-        let session = Name::parse(&format!("{}-{}", kind.word(), short_id()))
+        let session = Name::parse(&format!("{}-{}", kind.word(), random_id()))
             .expect("a word and a URL-safe id form a name");
         let token = Token::generate();
         let me = Credentials {
@@ -637,16 +637,6 @@ fn expect_media_type(headers: &HeaderMap, wanted: &str, what: &str) -> Result<()
             ),
         )),
     }
-}
-
-/// 8 characters of a URL-safe alphabet, for a session's name.
-fn short_id() -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijkmnopqrstuvwxyz2345678";
-    let bytes: [u8; 8] = crate::token::random_bytes();
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
-        .collect()
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub use memory::{MESSAGE_OVERHEAD, MemoryStore};
 pub use redis::{RedisStore, RedisStoreError};
 
 use crate::name::Name;
-use crate::token::{Token, random_bytes};
+use crate::token::{Token, random_id};
 use crate::wire::{Batch, Payload, Receipt};
 
 /// How long an `Idempotency-Key` remembers the reply it produced.
@@ -220,14 +220,8 @@ pub(crate) fn try_take(count: &AtomicUsize, max: usize) -> bool {
     true
 }
 
-/// 8 characters of a URL-safe alphabet (48 random bits): enough that a
-/// restarted server or a rejoined peer never reuses a live epoch.
+/// 48 random bits: enough that a restarted server or a rejoined peer never
+/// reuses a live epoch.
 pub(crate) fn new_epoch() -> Arc<str> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes: [u8; 8] = random_bytes();
-    bytes
-        .iter()
-        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
-        .collect::<String>()
-        .into()
+    random_id().into()
 }
