@@ -539,21 +539,20 @@ impl<S: Store> Api<S> {
     /// Keeps a live session alive and empties its mailbox; a session that
     /// has expired is not brought back (404).
     async fn touch_session(&self, me: &Credentials) -> Result<(), ApiError> {
-        let gone = || ApiError::not_found("no such session: it was deleted or has expired");
         let first = self
             .store
             .poll(poll(me, 0, None, Duration::ZERO))
             .await
-            .map_err(|e| session_error(e, gone))?;
+            .map_err(session_error)?;
         if first.issued_token.is_some() {
             // This poll created it anew: the session was gone.
             let _ = self.store.leave(me.clone()).await;
-            return Err(gone());
+            return Err(no_such_session());
         }
         self.store
             .poll(poll(me, first.next, Some(&first.epoch), Duration::ZERO))
             .await
-            .map_err(|e| session_error(e, gone))?;
+            .map_err(session_error)?;
         Ok(())
     }
 
@@ -569,19 +568,14 @@ impl<S: Store> Api<S> {
             unreachable!("routed on a session path");
         };
         self.authorize(headers)?;
-        let gone = || ApiError::not_found("no such session: it was deleted or has expired");
         let me = Credentials {
             room,
             peer: session,
             token: Some(token),
         };
-        let left = self
-            .store
-            .leave(me)
-            .await
-            .map_err(|e| session_error(e, gone))?;
+        let left = self.store.leave(me).await.map_err(session_error)?;
         if !left {
-            return Err(gone());
+            return Err(no_such_session());
         }
         Ok(Response::new(Full::default()))
     }
@@ -589,11 +583,16 @@ impl<S: Store> Api<S> {
 
 /// A session's token is its resource's secret: a wrong one is a 404, as if
 /// the resource were not there, rather than a hint that it is.
-fn session_error(error: StoreError, gone: impl Fn() -> ApiError) -> ApiError {
+fn session_error(error: StoreError) -> ApiError {
     match error {
-        StoreError::TokenMismatch { .. } | StoreError::TokenMissing { .. } => gone(),
+        StoreError::TokenMismatch { .. } | StoreError::TokenMissing { .. } => no_such_session(),
         other => other.into(),
     }
+}
+
+/// The 404 of a session that is gone, or whose token is not the one given.
+fn no_such_session() -> ApiError {
+    ApiError::not_found("no such session: it was deleted or has expired")
 }
 
 fn poll(me: &Credentials, since: u64, epoch: Option<&Arc<str>>, wait: Duration) -> PollRequest {
