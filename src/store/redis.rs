@@ -132,8 +132,8 @@ impl Engine {
 
 /// One connection and a PING, to tell a Redis that is not there yet (the
 /// store starts and answers 503 until it is) from one that refuses us.
-async fn check_credentials(client: &Client) -> Result<(), RedisStoreError> {
-    let attempt = tokio::time::timeout(STARTUP_WAIT, async {
+async fn check_credentials(client: &Client, deadline: Instant) -> Result<(), RedisStoreError> {
+    let attempt = tokio::time::timeout_at(deadline, async {
         let mut connection = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING")
             .query_async::<String>(&mut connection)
@@ -205,7 +205,10 @@ impl RedisStore {
             }
         }
         .map_err(RedisStoreError::Url)?;
-        check_credentials(&client).await?;
+        // One wait for the whole start-up, however it is spent: a Redis
+        // that does not answer delays the start by STARTUP_WAIT, once.
+        let startup_deadline = Instant::now() + STARTUP_WAIT;
+        check_credentials(&client, startup_deadline).await?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -245,7 +248,7 @@ impl RedisStore {
         // Both connections (the subscription and the one for commands) are
         // opened before the first request, so it does not pay for them.
         let mut commands = engine.connection.clone();
-        let ready = tokio::time::timeout(STARTUP_WAIT, async {
+        let ready = tokio::time::timeout_at(startup_deadline, async {
             let _ = subscribed.wait_for(|up| *up).await;
             redis::cmd("PING")
                 .query_async::<String>(&mut commands)
