@@ -199,21 +199,16 @@ pub async fn keep_subscribed(
     let mut was_up = true;
     let mut prune_every = tokio::time::interval(LINGER / 2);
     loop {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await;
+        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await
+        {
+            Ok(connected) => connected.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
         let pubsub = match connected {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(error)) => {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
                 if was_up {
                     warn!(%error, "cannot reach Redis; retrying");
-                }
-                was_up = false;
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-                continue;
-            }
-            Err(_) => {
-                if was_up {
-                    warn!("cannot reach Redis (timed out); retrying");
                 }
                 was_up = false;
                 sleep(backoff).await;
