@@ -302,9 +302,6 @@ impl Config {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
         };
-        if self.hsts && !self.tls {
-            return Err("--hsts only makes sense with --tls".into());
-        }
         settings.validate()?;
         Ok(settings)
     }

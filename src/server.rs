@@ -144,8 +144,8 @@ impl Server {
             settings.admission.trusted_proxies.clone(),
             settings.admission.max_polls_per_ip,
         ));
-        let mut api = settings.api.clone();
-        api.hsts = api.hsts && tls.is_some();
+        // validate() made sure HSTS comes only with TLS.
+        let api = settings.api.clone();
         let web = match &api.web {
             WebRoot::Embedded => "built in".to_owned(),
             WebRoot::Dir(dir) => dir.display().to_string(),
