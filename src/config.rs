@@ -12,7 +12,7 @@ use clap::Parser;
 use crate::api::whip::WhipToken;
 use crate::api::{ApiSettings, Cors};
 use crate::settings::{AdmissionSettings, Settings, StoreChoice, TlsSettings};
-use crate::store::Limits;
+use crate::store::{Limits, RedisTarget};
 use crate::turn::{TurnMinter, TurnSecret, parse_turn_url};
 use crate::web::WebRoot;
 
@@ -68,7 +68,9 @@ pub struct Config {
 
     /// Where rooms and mailboxes live: `memory` (this process only), or
     /// `redis://[USER:PASSWORD@]HOST:PORT/DB` (`rediss://` for TLS) to share
-    /// them with every instance pointed at the same Redis (see
+    /// them with every instance pointed at the same Redis, or
+    /// `redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]`
+    /// (`rediss+cluster://`) for a Redis Cluster's seed nodes (see
     /// docs/scaling.md). Its value is hidden
     /// here and redacted in logs: it can carry a password.
     #[arg(
@@ -382,11 +384,15 @@ impl Config {
 fn parse_store(value: &str) -> Result<StoreChoice, String> {
     if value == "memory" {
         Ok(StoreChoice::Memory)
-    } else if value.starts_with("redis://") || value.starts_with("rediss://") {
+    } else if value.starts_with("redis://")
+        || value.starts_with("rediss://")
+        || RedisTarget::is_cluster_url(value)
+    {
         Ok(StoreChoice::Redis(value.to_owned()))
     } else {
         Err(
-            "expected `memory`, or a redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS) URL"
+            "expected `memory`, a redis://HOST:PORT/DB or rediss://HOST:PORT/DB (TLS) URL, \
+             or a Cluster's redis+cluster://HOST:PORT[,HOST:PORT...] (rediss+cluster:// for TLS)"
                 .to_owned(),
         )
     }

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::ApiSettings;
-use crate::store::Limits;
+use crate::store::{Limits, RedisTarget};
 
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Debug, Clone)]
@@ -116,7 +116,9 @@ pub enum StoreChoice {
     #[default]
     Memory,
     /// A `redis://` or `rediss://` (TLS) URL, which may carry a user and
-    /// password (`redis://user:password@host:port/db`, Redis 6 ACLs).
+    /// password (`redis://user:password@host:port/db`, Redis 6 ACLs); or a
+    /// Cluster's seed nodes, `redis+cluster://[user:password@]h1:p1,h2:p2`
+    /// (`rediss+cluster://` for TLS).
     Redis(String),
 }
 
@@ -187,9 +189,9 @@ impl Settings {
             }
         }
         let tls_store =
-            matches!(&self.store, StoreChoice::Redis(url) if url.starts_with("rediss://"));
+            matches!(&self.store, StoreChoice::Redis(url) if RedisTarget::is_tls_url(url));
         if self.redis_ca_file.is_some() && !tls_store {
-            return Err("--redis-ca-file needs a rediss:// --store".into());
+            return Err("--redis-ca-file needs a rediss:// or rediss+cluster:// --store".into());
         }
         if api.hsts && self.tls.is_none() {
             return Err("--hsts only makes sense with --tls".into());

@@ -290,6 +290,8 @@ async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
         .await;
     let mut a = server.peer("r1", "a");
     let mut b = server.peer("r2", "b");
+    // --max-parked-polls is per instance: both on the same one.
+    b.base = a.base.clone();
     a.join().await;
     b.join().await;
     let parked = tokio::spawn(async move { a.poll_raw(5.0).await });
@@ -306,6 +308,12 @@ async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
     assert_eq!(reply.headers()["retry-after"], "2");
     expect_error(reply, StatusCode::SERVICE_UNAVAILABLE).await;
 
+    if store == Backend::Cluster {
+        // A Cluster counts the rooms of other buckets (slots) as last read,
+        // once per sweep interval (5 s with the default TTL): the limit is
+        // exact only from then on (docs/scaling.md).
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+    }
     let third_room = client()
         .get(server.url("/signal?room=r3&peer=c&timeout=0"))
         .send()
@@ -317,7 +325,7 @@ async fn too_many_parked_polls_and_rooms_are_503(store: Backend) {
     drop(parked);
 }
 
-on_both_stores!(
+on_every_store!(
     bad_parameters_are_400,
     bad_bodies_are_400,
     nothing_is_created_by_a_refused_request,

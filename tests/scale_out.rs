@@ -1,7 +1,9 @@
-//! Several instances sharing one Redis (`--store redis://…`): any instance
-//! serves any request, a POST on one wakes a poll parked on another, room
-//! events happen once, and neither a dead instance nor a restarted Redis
-//! loses an acknowledged message. Each test has its own redis-server.
+//! Several instances sharing one Redis (`--store redis://…`) or one Redis
+//! Cluster (`--store redis+cluster://…`): any instance serves any request,
+//! a POST on one wakes a poll parked on another, room events happen once,
+//! and neither a dead instance nor a restarted Redis loses an acknowledged
+//! message. Each test has its own redis-server, or its own 3-master
+//! Cluster (`cluster::…`).
 
 mod common;
 
@@ -11,21 +13,75 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use common::{Peer, RedisServer, TestServer, data, secs, spawn_server};
+use common::{Peer, RedisCluster, RedisServer, TestServer, data, secs, spawn_server};
 use signal_relay::Settings;
 use signal_relay::settings::StoreChoice;
 
-async fn instances(
-    redis: &RedisServer,
-    n: usize,
-    configure: impl Fn(&mut Settings),
-) -> Vec<TestServer> {
+/// What the instances share.
+enum Shared {
+    Redis(RedisServer),
+    Cluster(RedisCluster),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Redis,
+    Cluster,
+}
+
+impl Shared {
+    fn start(kind: Kind) -> Shared {
+        match kind {
+            Kind::Redis => Shared::Redis(RedisServer::start()),
+            Kind::Cluster => Shared::Cluster(RedisCluster::start()),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Shared::Redis(redis) => redis.url(),
+            Shared::Cluster(cluster) => cluster.url(),
+        }
+    }
+}
+
+/// Runs each test body on one Redis (`redis::name`) and on a Cluster
+/// (`cluster::name`).
+macro_rules! on_redis_and_cluster {
+    ($($test:ident),* $(,)?) => {
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Kind::Redis).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Kind::Cluster).await
+                }
+            )*
+        }
+    };
+}
+
+on_redis_and_cluster!(
+    each_request_of_an_exchange_can_land_on_another_instance,
+    leave_and_expiry_happen_once_across_three_instances,
+    an_instance_killed_mid_exchange_loses_nothing,
+    each_instance_hears_only_its_own_share_of_wake_ups,
+);
+
+async fn instances(url: &str, n: usize, configure: impl Fn(&mut Settings)) -> Vec<TestServer> {
     let mut all = Vec::new();
     for _ in 0..n {
         all.push(
             TestServer::with(|s| {
                 configure(s);
-                s.store = StoreChoice::Redis(redis.url());
+                s.store = StoreChoice::Redis(url.to_owned());
             })
             .await,
         );
@@ -51,10 +107,9 @@ async fn let_it_park() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
-#[tokio::test]
-async fn each_request_of_an_exchange_can_land_on_another_instance() {
-    let redis = RedisServer::start();
-    let servers = instances(&redis, 2, |_| {}).await;
+async fn each_request_of_an_exchange_can_land_on_another_instance(kind: Kind) {
+    let redis = Shared::start(kind);
+    let servers = instances(&redis.url(), 2, |_| {}).await;
     let (a, b) = (&servers[0], &servers[1]);
     let mut alice = a.peer("call", "alice");
     let mut bob = b.peer("call", "bob");
@@ -142,10 +197,9 @@ async fn each_request_of_an_exchange_can_land_on_another_instance() {
     );
 }
 
-#[tokio::test]
-async fn leave_and_expiry_happen_once_across_three_instances() {
-    let redis = RedisServer::start();
-    let servers = instances(&redis, 3, |s| s.limits.peer_ttl = secs(0.4)).await;
+async fn leave_and_expiry_happen_once_across_three_instances(kind: Kind) {
+    let redis = Shared::start(kind);
+    let servers = instances(&redis.url(), 3, |s| s.limits.peer_ttl = secs(0.4)).await;
     let mut alice = servers[0].peer("room", "alice");
     let mut carol = servers[1].peer("room", "carol");
     let mut dave = servers[2].peer("room", "dave");
@@ -191,9 +245,8 @@ async fn leave_and_expiry_happen_once_across_three_instances() {
     assert_eq!(events.len(), 4, "{events:?}");
 }
 
-#[tokio::test]
-async fn an_instance_killed_mid_exchange_loses_nothing() {
-    let redis = RedisServer::start();
+async fn an_instance_killed_mid_exchange_loses_nothing(kind: Kind) {
+    let redis = Shared::start(kind);
     let url = redis.url();
     let mut a = spawn_server(&["--store", &url], "info").await;
     let b = spawn_server(&["--store", &url], "info").await;
@@ -238,7 +291,7 @@ async fn an_instance_killed_mid_exchange_loses_nothing() {
 #[tokio::test]
 async fn a_restarted_redis_loses_nothing_acknowledged_and_the_instances_recover() {
     let mut redis = RedisServer::start_persistent();
-    let servers = instances(&redis, 2, |_| {}).await;
+    let servers = instances(&redis.url(), 2, |_| {}).await;
     let (a, b) = (&servers[0], &servers[1]);
     let mut alice = b.peer("call", "alice");
     let mut bob = a.peer("call", "bob");
@@ -337,17 +390,16 @@ async fn send_with_key(peer: &Peer, to: &str, body: &Value, key: &str) -> reqwes
 /// instance on 2, 4 and 6 instances (each pair's receiver parked on one
 /// instance, its sender posting through the next), what each instance
 /// receives stays at its own share as the cluster grows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_instance_hears_only_its_own_share_of_wake_ups() {
+async fn each_instance_hears_only_its_own_share_of_wake_ups(kind: Kind) {
     for instances in [2, 4, 6] {
-        wake_ups_per_instance(instances, 10 * instances).await;
+        wake_ups_per_instance(kind, instances, 10 * instances).await;
     }
 }
 
-async fn wake_ups_per_instance(count: usize, pairs: usize) {
+async fn wake_ups_per_instance(kind: Kind, count: usize, pairs: usize) {
     const MESSAGES: u64 = 10;
-    let redis = RedisServer::start();
-    let servers = instances(&redis, count, |s| s.admission.rate_limit = 0).await;
+    let redis = Shared::start(kind);
+    let servers = instances(&redis.url(), count, |s| s.admission.rate_limit = 0).await;
     let mut tasks = Vec::new();
     for pair in 0..pairs {
         let room = format!("share-{pair}");
@@ -382,8 +434,12 @@ async fn wake_ups_per_instance(count: usize, pairs: usize) {
     let total: u64 = received.iter().sum();
     let own_share = (pairs / count) as u64 * MESSAGES;
     let everything = pairs as u64 * MESSAGES;
+    let store = match kind {
+        Kind::Redis => "one Redis",
+        Kind::Cluster => "a 3-master Cluster",
+    };
     println!(
-        "targeted wake-ups: {count} instances, {pairs} pairs, {MESSAGES} messages each: received per instance {received:?}, total {total} (each instance's own receivers got {own_share} messages; one channel for all would give each instance about {everything} notifications)"
+        "targeted wake-ups on {store}: {count} instances, {pairs} pairs, {MESSAGES} messages each: received per instance {received:?}, total {total} (each instance's own receivers got {own_share} messages; one channel for all would give each instance about {everything} notifications)"
     );
     // Every notification is one message (or room event) for one mailbox:
     // all of them together are about pairs * MESSAGES, so an instance that

@@ -6,7 +6,8 @@
 //! message is lost, none reaches the wrong peer, each sender's order holds,
 //! and every mailbox stays within its cap. Each case runs on the
 //! MemoryStore (2048 cases, a paused clock) and on the RedisStore against a
-//! real redis-server (256 cases, its script clock moved forward), so a rule
+//! real redis-server (256 cases, its script clock moved forward) and on a
+//! 3-master Redis Cluster (128 cases), so a rule
 //! that differs between the Rust and the Lua implementation fails here.
 
 use std::collections::VecDeque;
@@ -221,11 +222,11 @@ impl Subject for MemoryStore {
     }
 }
 
-/// The Redis store, and a connection to take its sweep lock away: one
-/// instance sweeps per round, and here every Expire is a new round.
+/// The Redis store, and a connection to each node, to take its sweep lock
+/// away: one instance sweeps per round, and here every Expire is a new round.
 struct OnRedis {
     store: RedisStore,
-    connection: redis::aio::MultiplexedConnection,
+    nodes: Vec<redis::aio::MultiplexedConnection>,
 }
 
 impl Subject for OnRedis {
@@ -235,23 +236,21 @@ impl Subject for OnRedis {
     }
     async fn sweep_after(&self, by: Duration) {
         self.store.advance_clock(by);
-        let mut connection = self.connection.clone();
-        redis::cmd("DEL")
-            .arg("sr:sweeper")
-            .query_async::<()>(&mut connection)
-            .await
-            .expect("DEL");
+        for node in &self.nodes {
+            // In a Cluster, the nodes that do not hold the key say MOVED.
+            let _ = redis::cmd("DEL")
+                .arg("sr:sweeper")
+                .query_async::<()>(&mut node.clone())
+                .await;
+        }
         self.store.sweep().await;
     }
     async fn parks(&self, peer: usize) -> u64 {
-        let mut connection = self.connection.clone();
-        redis::cmd("HGET")
-            .arg(format!("sr:{{room}}:p:{}", name(peer)))
-            .arg("gen")
-            .query_async::<Option<u64>>(&mut connection)
+        let peer = Name::parse(&name(peer)).expect("valid");
+        self.store
+            .parked_generation(&who(0).room, &peer)
             .await
-            .expect("HGET")
-            .unwrap_or(0)
+            .expect("Redis answers")
     }
     async fn until_parked(&self, peer: usize, before: u64) {
         // The script that parks a poll bumps the mailbox's generation.
@@ -593,38 +592,58 @@ proptest! {
     }
 }
 
-/// One redis-server for all cases, emptied before each: its sweep lock and
-/// counters are global.
-#[test]
-fn the_redis_store_behaves_like_the_model() {
-    let redis = common::RedisServer::start();
+/// Runs every case on a Redis store at `url`, whose nodes (one, or a
+/// Cluster's masters) answer on `ports`, emptied before each case: the
+/// sweep lock and the counters are shared by every room.
+fn run_on_redis(url: &str, ports: &[u16], cases: u32) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let url = redis.url();
-    let client = redis::Client::open(url.as_str()).expect("a Redis URL");
+    let clients: Vec<redis::Client> = ports
+        .iter()
+        .map(|port| redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("a URL"))
+        .collect();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 256,
+        cases,
         ..ProptestConfig::default()
     });
     let result = runner.run(&ops(), |ops| {
         rt.block_on(async {
-            let mut connection = client
-                .get_multiplexed_async_connection()
-                .await
-                .expect("Redis answers");
-            redis::cmd("FLUSHALL")
-                .query_async::<()>(&mut connection)
-                .await
-                .expect("FLUSHALL");
-            let store = RedisStore::connect(&url, None, limits(), Default::default())
+            let mut nodes = Vec::new();
+            for client in &clients {
+                let mut node = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .expect("Redis answers");
+                redis::cmd("FLUSHALL")
+                    .query_async::<()>(&mut node)
+                    .await
+                    .expect("FLUSHALL");
+                nodes.push(node);
+            }
+            let store = RedisStore::connect(url, None, limits(), Default::default())
                 .await
                 .expect("the store connects");
-            check(&OnRedis { store, connection }, ops).await
+            check(&OnRedis { store, nodes }, ops).await
         })
     });
     if let Err(error) = result {
         panic!("{error}");
     }
+}
+
+#[test]
+fn the_redis_store_behaves_like_the_model() {
+    let redis = common::RedisServer::start();
+    run_on_redis(&redis.url(), &[redis.port], 256);
+}
+
+/// The same on a 3-master Cluster: the room's keys in one bucket's slot,
+/// sharded pub/sub for the wake-ups.
+#[test]
+fn the_redis_cluster_store_behaves_like_the_model() {
+    let cluster = common::RedisCluster::start();
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    run_on_redis(&cluster.url(), &ports, 128);
 }

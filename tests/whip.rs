@@ -383,7 +383,7 @@ async fn a_client_that_hangs_up_leaves_nothing(store: Backend) {
     assert!(left, "the abandoned session left the room");
 }
 
-on_both_stores!(
+on_every_store!(
     a_whip_offer_gets_the_peers_answer_and_a_session,
     whep_and_the_bare_endpoint_reach_the_only_peer,
     the_errors,

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use memory::{MESSAGE_OVERHEAD, MemoryStore};
-pub use redis::{RedisStore, RedisStoreError};
+pub use redis::{RedisStore, RedisStoreError, RedisTarget};
 
 use crate::name::Name;
 use crate::token::{Token, random_id};

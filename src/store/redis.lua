@@ -3,24 +3,30 @@
 -- role the room's shard lock plays in the in-memory store). The rules are the
 -- in-memory store's, line for line; see src/store/memory.rs.
 --
+-- KEYS[1] the room's bucket's room set, sr:{B}:rooms: every key the script
+-- touches is derived from it and shares its hash tag, so in a Cluster the
+-- script runs on the node that holds the bucket's slot
+-- (src/store/redis/keyspace.rs).
 -- ARGV[1] operation, ARGV[2] room, ARGV[3] limits (numbers, space separated),
 -- ARGV[4..] the operation's own arguments. Replies are arrays whose first
 -- element is 'ok' or an error code.
 --
--- Keys of room R (all under the hash tag {R}):
---   sr:{R}:meta      hash: bytes (what the room stores), joins (join counter)
---   sr:{R}:peers     zset: peer -> join number (join order)
---   sr:{R}:p:<peer>  hash: th (token hash), epoch, last_seq, acked, returned,
---                    bytes, seen (ms), alive_until (ms, a parked poll's lease),
---                    gen (parked-poll generation)
---   sr:{R}:m:<peer>  list: unacknowledged messages, "<ms> <len> <from|*> <data>"
---   sr:{R}:backlog   list: "<ms> <len> <from> <data>"
---   sr:{R}:idem      hash: "<sender> <key>" -> "<ms> <bytes> <queued> <names...>"
---   sr:{R}:idemq     list: idem fields, oldest first
--- Global: sr:rooms (set of rooms), sr:bytes, sr:mailboxes (counters).
--- Wake-ups: PUBLISH on sr:{R}:w:<peer> for every mailbox that changed; an
--- instance subscribes to the channels of the mailboxes it has polls parked
--- on (src/store/redis/wakeups.rs).
+-- Keys of room R in bucket B (all under the hash tag {B}):
+--   sr:{B}:R:meta      hash: bytes (what the room stores), joins (join counter)
+--   sr:{B}:R:peers     zset: peer -> join number (join order)
+--   sr:{B}:R:p:<peer>  hash: th (token hash), epoch, last_seq, acked, returned,
+--                      bytes, seen (ms), alive_until (ms, a parked poll's
+--                      lease), gen (parked-poll generation)
+--   sr:{B}:R:m:<peer>  list: unacknowledged messages, "<ms> <len> <from|*> <data>"
+--   sr:{B}:R:backlog   list: "<ms> <len> <from> <data>"
+--   sr:{B}:R:idem      hash: "<sender> <key>" -> "<ms> <bytes> <queued> <names...>"
+--   sr:{B}:R:idemq     list: idem fields, oldest first
+-- The bucket's: sr:{B}:rooms (set of rooms), sr:{B}:bytes, sr:{B}:mailboxes
+-- (counters). The global limits add the other buckets' counts as the instance
+-- last read them (0 with one bucket, so exact on a single Redis).
+-- Wake-ups: PUBLISH (SPUBLISH in a Cluster) on sr:{B}:R:w:<peer> for every
+-- mailbox that changed; an instance subscribes to the channels of the
+-- mailboxes it has polls parked on (src/store/redis/wakeups.rs).
 
 local op, room = ARGV[1], ARGV[2]
 local limits = {}
@@ -28,17 +34,21 @@ for v in string.gmatch(ARGV[3], '%d+') do
   limits[#limits + 1] = tonumber(v)
 end
 local TTL, MAX_MSGS, MAX_BYTES, BACKLOG_MSGS, BACKLOG_AGE, ROOM_PEERS, MAX_ROOMS,
-  STORED_BYTES, OVERHEAD, NAME_SIZE, IDEM_WINDOW, MAX_RECEIPTS, CLOCK_OFFSET = unpack(limits)
+  STORED_BYTES, OVERHEAD, NAME_SIZE, IDEM_WINDOW, MAX_RECEIPTS, SHARDED, OTHER_ROOMS,
+  OTHER_BYTES, CLOCK_OFFSET = unpack(limits)
 
 -- One clock for every instance: Redis's (plus an offset that only tests
 -- move forward, as a paused clock does for the memory store).
 local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + (CLOCK_OFFSET or 0)
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) + CLOCK_OFFSET
 
-local prefix = 'sr:{' .. room .. '}:'
+local ROOMS = KEYS[1]
+local bucket = string.sub(ROOMS, 1, #ROOMS - #'rooms')
+local BYTES, MAILBOXES = bucket .. 'bytes', bucket .. 'mailboxes'
+local prefix = bucket .. room .. ':'
 local META, PEERS, BACKLOG = prefix .. 'meta', prefix .. 'peers', prefix .. 'backlog'
 local IDEM, IDEMQ = prefix .. 'idem', prefix .. 'idemq'
-local ROOMS, BYTES, MAILBOXES = 'sr:rooms', 'sr:bytes', 'sr:mailboxes'
+local PUBLISH = SHARDED == 1 and 'SPUBLISH' or 'PUBLISH'
 local function peer_key(p) return prefix .. 'p:' .. p end
 local function box_key(p) return prefix .. 'm:' .. p end
 
@@ -49,7 +59,7 @@ local function publish()
   for _, p in ipairs(woken) do
     if not done[p] then
       done[p] = true
-      redis.call('PUBLISH', prefix .. 'w:' .. p, '')
+      redis.call(PUBLISH, prefix .. 'w:' .. p, '')
     end
   end
 end
@@ -95,7 +105,7 @@ end
 
 local function check_can_join()
   if redis.call('ZCARD', PEERS) >= ROOM_PEERS then return 'room_full' end
-  if redis.call('SISMEMBER', ROOMS, room) == 0 and redis.call('SCARD', ROOMS) >= MAX_ROOMS then
+  if redis.call('SISMEMBER', ROOMS, room) == 0 and redis.call('SCARD', ROOMS) + OTHER_ROOMS >= MAX_ROOMS then
     return 'too_many_rooms'
   end
   return nil
@@ -290,7 +300,7 @@ if op == 'send' then
     if redis.call('LLEN', BACKLOG) >= BACKLOG_MSGS then return {'backlog_full'} end
   end
   local cost = math.max(#recipients, 1) * (#data + OVERHEAD)
-  if tonumber(redis.call('GET', BYTES) or 0) + cost > STORED_BYTES then
+  if tonumber(redis.call('GET', BYTES) or 0) + OTHER_BYTES + cost > STORED_BYTES then
     return {'store_full'}
   end
 

@@ -24,6 +24,8 @@
 //! [`StoreError::Unavailable`] (503); the connection manager reconnects by
 //! itself, and the subscription is re-established by [`keep_subscribed`].
 
+mod connection;
+mod keyspace;
 mod wakeups;
 
 use std::pin::pin;
@@ -31,8 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::{RedisError, Script};
 use serde_json::value::RawValue;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
@@ -47,7 +48,11 @@ use crate::metrics::Metrics;
 use crate::name::Name;
 use crate::token::Token;
 use crate::wire::{Batch, Message, Receipt};
-use wakeups::{RESUBSCRIBE_MAX, Waiters, keep_subscribed};
+use connection::{Clients, Connection, Target, Timeouts};
+use keyspace::Keyspace;
+use wakeups::{RESUBSCRIBE_MAX, Waiters, keep_sharded_subscribed, keep_subscribed};
+
+pub use connection::Target as RedisTarget;
 
 /// Held by the instance that sweeps this round; the others skip.
 const SWEEP_LOCK: &str = "sr:sweeper";
@@ -100,25 +105,40 @@ pub struct RedisStore {
 
 /// The connection and the script: what a detached task needs to talk to Redis.
 struct Engine {
-    connection: ConnectionManager,
+    connection: Connection,
     script: Script,
-    /// The limits as the script reads them (ARGV[3]).
+    keyspace: Keyspace,
+    /// Whether wake-ups go by sharded pub/sub (a Cluster).
+    sharded: bool,
+    /// The fixed limits as the script reads them (the start of ARGV[3]).
     limits_arg: String,
+    /// Per bucket, the rooms and bytes of all the other buckets, as last
+    /// read ([`RedisStore::refresh_stats`]): the global limits' view past
+    /// the script's own slot. Always 0 with one bucket.
+    others: Vec<[AtomicUsize; 2]>,
     /// Added to Redis's clock in the scripts; 0 but in tests of expiry.
     clock_offset_ms: AtomicU64,
 }
 
 impl Engine {
-    /// Runs one operation of redis.lua.
+    /// Runs one operation of redis.lua, routed to the room's bucket.
     async fn call(&self, op: &str, room: &Name, args: &[&str]) -> Result<Vec<String>, StoreError> {
+        let bucket = self.keyspace.bucket(room);
         let mut invocation = self.script.prepare_invoke();
         let offset = self.clock_offset_ms.load(Ordering::Relaxed);
-        let limits = if offset == 0 {
-            std::borrow::Cow::Borrowed(&self.limits_arg)
-        } else {
-            std::borrow::Cow::Owned(format!("{} {offset}", self.limits_arg))
-        };
-        invocation.arg(op).arg(room.as_str()).arg(&*limits);
+        let [other_rooms, other_bytes] = &self.others[usize::from(bucket)];
+        let limits = format!(
+            "{} {} {} {} {offset}",
+            self.limits_arg,
+            u8::from(self.sharded),
+            other_rooms.load(Ordering::Relaxed),
+            other_bytes.load(Ordering::Relaxed),
+        );
+        invocation
+            .key(Keyspace::rooms_key(bucket))
+            .arg(op)
+            .arg(room.as_str())
+            .arg(&limits);
         for arg in args {
             invocation.arg(*arg);
         }
@@ -132,14 +152,8 @@ impl Engine {
 
 /// One connection and a PING, to tell a Redis that is not there yet (the
 /// store starts and answers 503 until it is) from one that refuses us.
-async fn check_credentials(client: &Client, deadline: Instant) -> Result<(), RedisStoreError> {
-    let attempt = tokio::time::timeout_at(deadline, async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-    })
-    .await;
+async fn check_credentials(clients: &Clients, deadline: Instant) -> Result<(), RedisStoreError> {
+    let attempt = tokio::time::timeout_at(deadline, clients.ping()).await;
     let Ok(Err(error)) = attempt else {
         return Ok(());
     };
@@ -178,7 +192,8 @@ fn unavailable(error: RedisError) -> StoreError {
 
 impl RedisStore {
     /// Connects to `url` (`redis://host:port/db`, `rediss://` for TLS,
-    /// trusting `ca_file` when given). Waits up to a few seconds for Redis;
+    /// trusting `ca_file` when given; `redis+cluster://h1:p1,h2:p2` or
+    /// `rediss+cluster://` for a Cluster). Waits up to a few seconds for Redis;
     /// if it is not there yet, the store answers 503 until it is. A Redis
     /// that is there but refuses the password, or a TLS certificate that
     /// does not verify, is a start-up error: waiting would not fix it.
@@ -188,33 +203,31 @@ impl RedisStore {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Result<RedisStore, RedisStoreError> {
-        let client = match ca_file {
-            None => Client::open(url),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|source| RedisStoreError::CaFile {
+        let ca_pem = match ca_file {
+            None => None,
+            Some(path) => Some(
+                std::fs::read(path).map_err(|source| RedisStoreError::CaFile {
                     path: path.display().to_string(),
                     source,
-                })?;
-                Client::build_with_tls(
-                    url,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem),
-                    },
-                )
-            }
-        }
-        .map_err(RedisStoreError::Url)?;
+                })?,
+            ),
+        };
+        let target = Target::parse(url);
+        let clients = Clients::open(&target, ca_pem.clone()).map_err(RedisStoreError::Url)?;
         // One wait for the whole start-up, however it is spent: a Redis
         // that does not answer delays the start by STARTUP_WAIT, once.
         let startup_deadline = Instant::now() + STARTUP_WAIT;
-        check_credentials(&client, startup_deadline).await?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(RESUBSCRIBE_MAX);
-        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(RedisStoreError::Url)?;
+        check_credentials(&clients, startup_deadline).await?;
+        let timeouts = Timeouts {
+            connect: CONNECT_TIMEOUT,
+            response: RESPONSE_TIMEOUT,
+            max_reconnect_delay: RESUBSCRIBE_MAX,
+        };
+        let connection = clients.commands(&timeouts).map_err(RedisStoreError::Url)?;
+        let keyspace = match target {
+            Target::Single(_) => Keyspace::single(),
+            Target::Cluster(_) => Keyspace::cluster(),
+        };
         let limits_arg = [
             limits.peer_ttl.as_millis(),
             limits.mailbox_messages as u128,
@@ -234,17 +247,37 @@ impl RedisStore {
         let engine = Arc::new(Engine {
             connection,
             script: Script::new(include_str!("redis.lua")),
+            keyspace,
+            sharded: matches!(clients, Clients::Cluster { .. }),
             limits_arg,
+            others: (0..keyspace.buckets())
+                .map(|_| Default::default())
+                .collect(),
             clock_offset_ms: AtomicU64::new(0),
         });
         let (waiters, commands) = Waiters::new();
         let mut subscribed = waiters.subscribed.subscribe();
-        let subscriber = tokio::spawn(keep_subscribed(
-            client,
-            waiters.clone(),
-            commands,
-            metrics.clone(),
-        ));
+        let subscriber = match clients {
+            Clients::Single(client) => tokio::spawn(keep_subscribed(
+                client,
+                waiters.clone(),
+                commands,
+                metrics.clone(),
+            )),
+            Clients::Cluster { nodes, .. } => {
+                let (pushes, received) = tokio::sync::mpsc::unbounded_channel();
+                let client =
+                    connection::sharded_subscriber_client(&nodes, ca_pem, &timeouts, pushes)
+                        .map_err(RedisStoreError::Url)?;
+                tokio::spawn(keep_sharded_subscribed(
+                    client,
+                    received,
+                    waiters.clone(),
+                    commands,
+                    metrics.clone(),
+                ))
+            }
+        };
         // Both connections (the subscription and the one for commands) are
         // opened before the first request, so it does not pay for them.
         let mut commands = engine.connection.clone();
@@ -281,58 +314,96 @@ impl RedisStore {
         self.engine.clock_offset_ms.fetch_add(ms, Ordering::Relaxed);
     }
 
+    /// How many polls of `peer` have parked so far (its mailbox's parked-poll
+    /// generation), for tests that must know a poll has parked; a server
+    /// never calls it.
+    pub async fn parked_generation(&self, room: &Name, peer: &Name) -> Result<u64, StoreError> {
+        let bucket = self.engine.keyspace.bucket(room);
+        let key = format!("sr:{{{bucket}}}:{room}:p:{peer}");
+        let mut connection = self.engine.connection.clone();
+        let generation: Option<u64> = redis::cmd("HGET")
+            .arg(key)
+            .arg("gen")
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(generation.unwrap_or(0))
+    }
+
     fn reserve_parked_slot(&self) -> Option<ParkedSlot<'_>> {
         try_take(&self.parked_polls, self.limits.parked_polls)
             .then(|| ParkedSlot(&self.parked_polls))
     }
 
-    /// Sweeps every room, in batches pipelined over the one connection.
+    /// Sweeps every room, bucket by bucket, each batch of rooms at once.
     async fn sweep_rooms(&self) -> Result<(), StoreError> {
         let mut connection = self.engine.connection.clone();
-        let mut cursor = 0u64;
-        loop {
-            let (next, rooms): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg("sr:rooms")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(SWEEP_BATCH)
-                .query_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            let rooms: Vec<Name> = rooms.iter().filter_map(|r| Name::parse(r).ok()).collect();
-            let sweeps = rooms
-                .iter()
-                .map(|room| self.engine.call("sweep", room, &[]));
-            for reply in futures_util::future::join_all(sweeps).await {
-                if let Some(expired) = reply?.get(1).and_then(|n| n.parse::<usize>().ok())
-                    && expired > 0
-                {
-                    debug!(expired, "peers expired");
+        for bucket in 0..self.engine.keyspace.buckets() {
+            let key = Keyspace::rooms_key(bucket);
+            let mut cursor = 0u64;
+            loop {
+                let (next, rooms): (u64, Vec<String>) = redis::cmd("SSCAN")
+                    .arg(&key)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(SWEEP_BATCH)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                let rooms: Vec<Name> = rooms.iter().filter_map(|r| Name::parse(r).ok()).collect();
+                let sweeps = rooms
+                    .iter()
+                    .map(|room| self.engine.call("sweep", room, &[]));
+                for reply in futures_util::future::join_all(sweeps).await {
+                    if let Some(expired) = reply?.get(1).and_then(|n| n.parse::<usize>().ok())
+                        && expired > 0
+                    {
+                        debug!(expired, "peers expired");
+                    }
                 }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
         }
+        Ok(())
     }
 
+    /// Reads every bucket's counters: the gauges are their sums, and each
+    /// bucket's view of the others is the sum less its own.
     async fn refresh_stats(&self) -> Result<(), StoreError> {
-        let mut connection = self.engine.connection.clone();
-        let (rooms, mailboxes, bytes): (usize, Option<i64>, Option<i64>) = redis::pipe()
-            .cmd("SCARD")
-            .arg("sr:rooms")
-            .cmd("GET")
-            .arg("sr:mailboxes")
-            .cmd("GET")
-            .arg("sr:bytes")
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let reads = (0..self.engine.keyspace.buckets()).map(|bucket| {
+            let mut connection = self.engine.connection.clone();
+            async move {
+                redis::pipe()
+                    .cmd("SCARD")
+                    .arg(Keyspace::rooms_key(bucket))
+                    .cmd("GET")
+                    .arg(Keyspace::mailboxes_key(bucket))
+                    .cmd("GET")
+                    .arg(Keyspace::bytes_key(bucket))
+                    .query_async::<(usize, Option<i64>, Option<i64>)>(&mut connection)
+                    .await
+            }
+        });
         let count = |n: Option<i64>| usize::try_from(n.unwrap_or(0)).unwrap_or(0);
+        let mut buckets = Vec::new();
+        for read in futures_util::future::join_all(reads).await {
+            let (rooms, mailboxes, bytes) = read.map_err(unavailable)?;
+            buckets.push([rooms, count(mailboxes), count(bytes)]);
+        }
+        let total = |i: usize| buckets.iter().map(|b| b[i]).sum::<usize>();
+        let (rooms, mailboxes, bytes) = (total(0), total(1), total(2));
+        if buckets.len() > 1 {
+            for (others, own) in self.engine.others.iter().zip(&buckets) {
+                others[0].store(rooms - own[0], Ordering::Relaxed);
+                others[1].store(bytes - own[2], Ordering::Relaxed);
+            }
+        }
         self.rooms.store(rooms, Ordering::Relaxed);
-        self.mailboxes.store(count(mailboxes), Ordering::Relaxed);
-        self.stored_bytes.store(count(bytes), Ordering::Relaxed);
+        self.mailboxes.store(mailboxes, Ordering::Relaxed);
+        self.stored_bytes.store(bytes, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -446,7 +517,11 @@ impl Store for RedisStore {
         // Armed before Redis is asked, so a wake-up published between the
         // script and the wait below is not missed.
         let waiter = match slot {
-            Some(_) => Some(self.waiters.register(&reader.room, &reader.peer).await?),
+            Some(_) => Some(
+                self.waiters
+                    .register(self.engine.keyspace.channel(&reader.room, &reader.peer))
+                    .await?,
+            ),
             None => None,
         };
         let notify = waiter
@@ -583,6 +658,11 @@ impl Store for RedisStore {
             .await;
         if matches!(acquired, Ok(Some(_))) {
             let _ = self.sweep_rooms().await;
+        }
+        // Every instance, sweeping or not, refreshes its view of the other
+        // buckets for the global limits (a Cluster's; one bucket has none).
+        if self.engine.keyspace.buckets() > 1 {
+            let _ = self.refresh_stats().await;
         }
     }
 

@@ -22,12 +22,15 @@ use tokio::task::JoinHandle;
 
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
-/// Which store a test server runs on: the protocol suites run on both.
+/// Which store a test server runs on: the protocol suites run on each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Memory,
     /// A Redis of the test's own, started for it and stopped with it.
     Redis,
+    /// A 3-master Redis Cluster of the test's own, and two instances on
+    /// it: the peers of [`TestServer::peer`] alternate between them.
+    Cluster,
 }
 
 impl Backend {
@@ -50,6 +53,17 @@ impl Backend {
                 })
                 .await;
                 server.redis = Some(redis);
+                server
+            }
+            Backend::Cluster => {
+                let cluster = RedisCluster::start();
+                let mut settings = settings();
+                configure(&mut settings);
+                settings.store = StoreChoice::Redis(cluster.url());
+                let mut server = TestServer::from_settings(settings.clone()).await;
+                let twin = TestServer::from_settings(settings).await;
+                server.twin = Some(Box::new(twin));
+                server.cluster = Some(cluster);
                 server
             }
         }
@@ -79,9 +93,10 @@ pub fn secs(seconds: f64) -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
-/// Runs a test body once per store, as `memory::name` and `redis::name`.
+/// Runs a test body once per store, as `memory::name`, `redis::name` and
+/// `cluster::name`.
 #[macro_export]
-macro_rules! on_both_stores {
+macro_rules! on_every_store {
     ($($test:ident),* $(,)?) => {
         mod memory {
             $(
@@ -99,6 +114,14 @@ macro_rules! on_both_stores {
                 }
             )*
         }
+        mod cluster {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::common::Backend::Cluster).await
+                }
+            )*
+        }
     };
 }
 
@@ -110,6 +133,11 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
     /// The Redis this server's store lives in, when it has its own.
     pub redis: Option<RedisServer>,
+    /// The Cluster, likewise.
+    pub cluster: Option<RedisCluster>,
+    /// A second instance on the same store, serving every other peer.
+    pub twin: Option<Box<TestServer>>,
+    peers_made: AtomicU32,
 }
 
 impl TestServer {
@@ -144,6 +172,9 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
             redis: None,
+            cluster: None,
+            twin: None,
+            peers_made: AtomicU32::new(0),
         }
     }
 
@@ -153,6 +184,9 @@ impl TestServer {
 
     /// Starts graceful shutdown and waits for `run` to return.
     pub async fn shutdown(mut self) {
+        if let Some(twin) = self.twin.take() {
+            Box::pin(twin.shutdown()).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -161,9 +195,13 @@ impl TestServer {
         }
     }
 
-    /// A peer of `room` on this server.
+    /// A peer of `room` on this server, or every other one on its twin.
     pub fn peer(&self, room: &str, name: &str) -> Peer {
-        Peer::new(&self.base, room, name)
+        let made = self.peers_made.fetch_add(1, Ordering::Relaxed);
+        match &self.twin {
+            Some(twin) if made % 2 == 1 => Peer::new(&twin.base, room, name),
+            _ => Peer::new(&self.base, room, name),
+        }
     }
 }
 
@@ -532,6 +570,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     persistent: bool,
+    /// Further redis-server arguments (a cluster node's).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -548,6 +588,11 @@ impl RedisServer {
     }
 
     fn launch(persistent: bool) -> RedisServer {
+        RedisServer::launch_with(persistent, |_, _| Vec::new())
+    }
+
+    /// Launches one with the arguments `extra(port, dir)` gives.
+    fn launch_with(persistent: bool, extra: impl Fn(u16, &Path) -> Vec<String>) -> RedisServer {
         install_redis();
         static LAUNCHED: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -560,12 +605,14 @@ impl RedisServer {
             port: 0,
             dir,
             persistent,
+            extra: Vec::new(),
             child: None,
         };
         // A port found free can be taken by a concurrent test before Redis
         // binds it; then Redis exits and another port is tried.
         for _ in 0..5 {
             redis.port = free_port();
+            redis.extra = extra(redis.port, &redis.dir);
             if redis.run() {
                 return redis;
             }
@@ -587,6 +634,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(["--daemonize", "no", "--loglevel", "warning"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if self.persistent {
@@ -659,10 +707,15 @@ fn free_port() -> u16 {
 
 /// The process id of the Redis answering on `port`, if a Redis answers.
 fn redis_pid(port: u16) -> Option<u32> {
+    query(port, b"INFO server\r\n", "process_id:")?.parse().ok()
+}
+
+/// The value of the `field:` line in what Redis on `port` answers `command`.
+fn query(port: u16, command: &[u8], field: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
-    stream.write_all(b"INFO server\r\n").ok()?;
+    stream.write_all(command).ok()?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -672,11 +725,82 @@ fn redis_pid(port: u16) -> Option<u32> {
         }
         reply.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&reply);
-        if let Some((_, rest)) = text.split_once("process_id:")
-            && let Some((pid, _)) = rest.split_once("\r\n")
+        if let Some((_, rest)) = text.split_once(field)
+            && let Some((value, _)) = rest.split_once("\r\n")
         {
-            return pid.trim().parse().ok();
+            return Some(value.trim().to_owned());
         }
+    }
+}
+
+/// A Redis Cluster of three masters, Debian's redis-server in cluster mode
+/// on free loopback ports, created with `redis-cli --cluster create`;
+/// stopped when dropped.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::launch_with(false, |_, dir| {
+                    vec![
+                        "--cluster-enabled".into(),
+                        "yes".into(),
+                        "--cluster-config-file".into(),
+                        dir.join("nodes.conf").display().to_string(),
+                        // The bus port is port + 10000 unless given, which
+                        // may be past 65535 or taken.
+                        "--cluster-port".into(),
+                        free_port().to_string(),
+                        "--cluster-node-timeout".into(),
+                        "2000".into(),
+                    ]
+                })
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let created = Command::new("/usr/bin/redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = RedisCluster { nodes };
+        let started = Instant::now();
+        while !cluster.nodes.iter().all(|n| n.cluster_ok()) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the cluster never reported cluster_state:ok"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    /// The `--store` URL: every master as a seed node.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+}
+
+impl RedisServer {
+    /// Whether this node sees the whole cluster as up.
+    fn cluster_ok(&self) -> bool {
+        let reply = query(self.port, b"CLUSTER INFO\r\n", "cluster_state:");
+        reply.is_some_and(|state| state == "ok")
     }
 }
 
@@ -685,7 +809,11 @@ fn install_redis() {
     static INSTALLED: Mutex<bool> = Mutex::new(false);
     let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
     if !*installed {
-        if let Err(error) = apt_install_missing(&[(REDIS_SERVER, "redis-server")]) {
+        let wanted = [
+            (REDIS_SERVER, "redis-server"),
+            ("/usr/bin/redis-cli", "redis-tools"),
+        ];
+        if let Err(error) = apt_install_missing(&wanted) {
             panic!("the Redis tests need redis-server: {error}");
         }
         *installed = true;

@@ -1,8 +1,17 @@
 //! Wake-ups across instances, targeted: a script that changes a mailbox
-//! publishes on that mailbox's own channel (`sr:{R}:w:<peer>`), and an
+//! publishes on that mailbox's own channel ([`Keyspace::channel`]), and an
 //! instance subscribes only to the channels of mailboxes it has a poll
 //! parked on. So an instance hears about its own share of the traffic, not
 //! the whole cluster's.
+//!
+//! On a single Redis that is classic pub/sub. In a Cluster it is sharded
+//! pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7): a classic `PUBLISH` is
+//! broadcast over the cluster bus to every node, so every node's load would
+//! grow with the whole cluster's traffic; a sharded one stays on the node
+//! that holds the channel's slot (the room's bucket), and the instance
+//! subscribes there ([`keep_sharded_subscribed`]).
+//!
+//! [`Keyspace::channel`]: super::keyspace::Keyspace::channel
 //!
 //! Subscribing costs a round trip, so a channel is kept for [`LINGER`] after
 //! its last parked poll ends: a peer that polls again (they do, at once)
@@ -26,13 +35,13 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use redis::{Client, RedisError};
+use redis::cluster::ClusterClient;
+use redis::{Client, PushInfo, PushKind, RedisError, Value};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::name::Name;
 use crate::store::StoreError;
 
 /// How long a mailbox's channel stays subscribed after its last poll here.
@@ -43,12 +52,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Reconnecting the subscription backs off between these.
 pub const RESUBSCRIBE_MIN: Duration = Duration::from_millis(50);
 pub const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
-
-/// The channel of one mailbox, as redis.lua publishes on it. The `{room}`
-/// hash tag keeps it in the room's slot, like the room's keys.
-pub fn channel(room: &Name, peer: &Name) -> Box<str> {
-    format!("sr:{{{room}}}:w:{peer}").into()
-}
 
 /// This instance's parked polls, by mailbox channel.
 pub struct Waiters {
@@ -86,14 +89,10 @@ impl Waiters {
         (waiters, Commands(receiver))
     }
 
-    /// Arms a waiter for the mailbox, subscribing to its channel if this
-    /// instance is not yet; returns once a notification would reach it.
-    pub async fn register(
-        self: &Arc<Self>,
-        room: &Name,
-        peer: &Name,
-    ) -> Result<Registration, StoreError> {
-        let key = channel(room, peer);
+    /// Arms a waiter for the mailbox whose channel is `key`, subscribing
+    /// to it if this instance is not yet; returns once a notification would
+    /// reach it.
+    pub async fn register(self: &Arc<Self>, key: Box<str>) -> Result<Registration, StoreError> {
         let (notify, mut listening) = {
             let mut waiter = self.by_mailbox.entry(key.clone()).or_insert_with(|| {
                 // The task outlives the store's use of it; a send that fails
@@ -278,4 +277,121 @@ async fn resubscribe(
         sink.subscribe(batch).await?;
     }
     Ok(())
+}
+
+/// [`keep_subscribed`] for a Cluster: sharded pub/sub through the cluster
+/// client, which sends each `SSUBSCRIBE` to the node holding the channel's
+/// slot and delivers messages as RESP3 pushes on `pushes`.
+///
+/// The client reconnects a node by itself and subscribes again to what
+/// that node served; every local parked poll is woken then (a message
+/// published in the gap rang no bell), and when the whole client has to be
+/// rebuilt. A channel the server unsubscribes us from (its slot moved to
+/// another node) is subscribed again, which the client routes to the new
+/// owner.
+pub async fn keep_sharded_subscribed(
+    client: ClusterClient,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    waiters: Arc<Waiters>,
+    mut commands: Commands,
+    metrics: Arc<Metrics>,
+) {
+    let mut backoff = RESUBSCRIBE_MIN;
+    let mut was_up = true;
+    let mut prune_every = tokio::time::interval(LINGER / 2);
+    loop {
+        let connected =
+            match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection()).await {
+                Ok(connected) => connected.map_err(|e| e.to_string()),
+                Err(_) => Err("timed out".to_owned()),
+            };
+        let mut connection = match connected {
+            Ok(connection) => connection,
+            Err(error) => {
+                if was_up {
+                    warn!(%error, "cannot reach the Redis Cluster; retrying");
+                }
+                was_up = false;
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
+                continue;
+            }
+        };
+        // One SSUBSCRIBE per channel: channels of different slots cannot
+        // share one. They go out at once over the multiplexed connections.
+        let keys: Vec<Box<str>> = waiters.by_mailbox.iter().map(|w| w.key().clone()).collect();
+        let subscribed = futures_util::future::join_all(keys.iter().map(|key| {
+            let mut connection = connection.clone();
+            async move { connection.ssubscribe(&**key).await }
+        }))
+        .await;
+        if subscribed.iter().any(Result::is_err) {
+            sleep(backoff).await;
+            continue;
+        }
+        waiters.confirm(keys.iter().map(|k| &**k));
+        if !was_up {
+            info!("the Redis Cluster is reachable again");
+        }
+        backoff = RESUBSCRIBE_MIN;
+        waiters.subscribed.send_replace(true);
+        waiters.wake_all();
+        let lost = loop {
+            tokio::select! {
+                push = pushes.recv() => match push {
+                    Some(push) => match push.kind {
+                        PushKind::SMessage => {
+                            metrics.wakeups_received.inc();
+                            if let Some(channel) = push_channel(&push) {
+                                waiters.wake(&channel);
+                            }
+                        }
+                        PushKind::Disconnection => waiters.wake_all(),
+                        PushKind::SUnsubscribe => {
+                            if let Some(channel) = push_channel(&push)
+                                && waiters.by_mailbox.contains_key(channel.as_str())
+                            {
+                                let _ = waiters.commands.send(Command::Subscribe(channel.into()));
+                            }
+                        }
+                        _ => {}
+                    },
+                    // The client is gone, and so is the store.
+                    None => return,
+                },
+                command = commands.0.recv() => match command {
+                    Some(Command::Subscribe(key)) => {
+                        if connection.ssubscribe(&*key).await.is_err() {
+                            break "a subscribe failed";
+                        }
+                        waiters.confirm([&*key]);
+                    }
+                    Some(Command::Unsubscribe(key)) => {
+                        if connection.sunsubscribe(&*key).await.is_err() {
+                            break "an unsubscribe failed";
+                        }
+                    }
+                    None => return,
+                },
+                _ = prune_every.tick() => waiters.prune(Instant::now()),
+            }
+        };
+        waiters.subscribed.send_replace(false);
+        waiters.wake_all();
+        warn!(
+            reason = lost,
+            "lost the Redis Cluster subscription: parked polls end, requests get 503 until it is back"
+        );
+        was_up = false;
+        sleep(backoff).await;
+    }
+}
+
+/// The channel a sharded pub/sub push is about (its first element).
+fn push_channel(push: &PushInfo) -> Option<String> {
+    match push.data.first()? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
 }
