@@ -451,3 +451,58 @@ async fn wake_ups_per_instance(kind: Kind, count: usize, pairs: usize) {
         );
     }
 }
+
+/// A message to a parked poll costs two scripts, counted by Redis
+/// (`INFO commandstats`): the send, which reads the mailbox for the parked
+/// poll and hands its reply over in the notification, and the next poll.
+/// The woken poll's own re-read (a third script) is gone.
+#[tokio::test]
+async fn a_message_to_a_parked_poll_costs_two_scripts() {
+    const MESSAGES: u64 = 20;
+    let redis = RedisServer::start();
+    let servers = instances(&redis.url(), 2, |s| s.admission.rate_limit = 0).await;
+    let mut receiver = servers[0].peer("cost", "receiver");
+    let mut sender = servers[1].peer("cost", "sender");
+    receiver.join().await;
+    sender.join().await;
+    receiver.poll(0.0).await;
+    let client = ::redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    for n in 0..MESSAGES {
+        let parked = park(receiver, 5.0);
+        let_it_park().await;
+        sender.send_ok(Some("receiver"), &json!({ "n": n })).await;
+        let (back, messages, _) = parked.await.unwrap();
+        assert_eq!(data(&messages), [json!({ "n": n })]);
+        receiver = back;
+    }
+    let stats: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let calls = |command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let scripts = calls("evalsha") + calls("eval");
+    println!(
+        "scripts per message to a parked poll: {:.2} ({scripts} for {MESSAGES})",
+        scripts as f64 / MESSAGES as f64
+    );
+    // Each round: the poll that parks, the send. A woken poll that re-read
+    // Redis would add a third.
+    assert!(
+        scripts <= 2 * MESSAGES + 2,
+        "{scripts} scripts for {MESSAGES} messages"
+    );
+}

@@ -53,13 +53,32 @@ local function peer_key(p) return prefix .. 'p:' .. p end
 local function box_key(p) return prefix .. 'm:' .. p end
 
 local woken = {}
+-- Mailboxes that gained a message in this script.
+local filled = {}
 
+-- The reply a parked poll of p would get if it re-read now, handed to it in
+-- the notification: "<gen> <next> <epoch> <returned before> <now>\n" and the
+-- messages as stored, back to back (each is self-delimiting by its <len>).
+-- The poll parked with everything before its cursor acknowledged, so its
+-- batch is the whole mailbox. Its lease ends here, as the re-read would
+-- end it, so the peer's TTL counts from its poll's reply, as in memory.
+local function hand_over(p)
+  local pk = peer_key(p)
+  local f = redis.call('HMGET', pk, 'alive_until', 'gen', 'last_seq', 'epoch', 'returned')
+  local lease = tonumber(f[1])
+  if not lease or lease <= now then return '' end
+  redis.call('HSET', pk, 'seen', now, 'alive_until', now, 'returned', f[3])
+  return f[2] .. ' ' .. f[3] .. ' ' .. f[4] .. ' ' .. f[5] .. ' ' .. now .. '\n'
+    .. table.concat(redis.call('LRANGE', box_key(p), 0, -1))
+end
+
+-- Rings each changed mailbox's doorbell; a parked poll's gets its batch.
 local function publish()
   local done = {}
   for _, p in ipairs(woken) do
     if not done[p] then
       done[p] = true
-      redis.call(PUBLISH, prefix .. 'w:' .. p, '')
+      redis.call(PUBLISH, prefix .. 'w:' .. p, filled[p] and hand_over(p) or '')
     end
   end
 end
@@ -85,6 +104,7 @@ local function push(p, from, data)
   redis.call('HINCRBY', pk, 'bytes', cost)
   add_bytes(cost)
   woken[#woken + 1] = p
+  filled[p] = true
 end
 
 local function peers_event(names)
@@ -144,6 +164,7 @@ local function remove(p, reason)
   local pk = peer_key(p)
   add_bytes(-tonumber(redis.call('HGET', pk, 'bytes') or 0))
   redis.call('DEL', pk, box_key(p))
+  filled[p] = nil
   redis.call('ZREM', PEERS, p)
   redis.call('DECR', MAILBOXES)
   woken[#woken + 1] = p

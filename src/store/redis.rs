@@ -587,6 +587,15 @@ impl Store for RedisStore {
             woken.set(notify.notified());
             woken.as_mut().enable();
             let [peer, mailbox_epoch, generation] = &lease.args;
+            // The script that filled the mailbox read it for this poll and
+            // ended the lease: no re-read.
+            if let Some(handed) = waiter.as_ref().and_then(|w| w.take_handover(generation)) {
+                lease.settled = true;
+                return Ok(Polled {
+                    batch: self.batch(&handover_reply(&handed, generation)?)?,
+                    issued_token: first.issued_token,
+                });
+            }
             let reply = self
                 .engine
                 .call(
@@ -731,6 +740,45 @@ impl RedisStore {
             reset,
         })
     }
+}
+
+/// A hand-over (see `hand_over` in redis.lua) as the batch reply the
+/// re-read would have given: "<next> <epoch> <returned before> <now>\n"
+/// then the stored messages back to back, each "<ms> <len> <from> <data>".
+fn handover_reply(handed: &str, generation: &str) -> Result<Vec<String>, StoreError> {
+    let malformed = || corrupt("a hand-over");
+    let (header, mut rest) = handed.split_once('\n').ok_or_else(malformed)?;
+    let mut fields = header.split(' ');
+    let mut field = || fields.next().map(str::to_owned).ok_or_else(malformed);
+    let (next, epoch, returned, now) = (field()?, field()?, field()?, field()?);
+    let mut reply = vec![
+        "ok".to_owned(),
+        next,
+        epoch,
+        "0".to_owned(),
+        returned,
+        now,
+        "0".to_owned(),
+        generation.to_owned(),
+    ];
+    while !rest.is_empty() {
+        // "<ms> <len> <from> " then <len> bytes of data.
+        let mut end = 0;
+        let mut len = 0;
+        for part in 0..3 {
+            let space = rest[end..].find(' ').ok_or_else(malformed)?;
+            if part == 1 {
+                len = rest[end..end + space]
+                    .parse::<usize>()
+                    .map_err(|_| malformed())?;
+            }
+            end += space + 1;
+        }
+        let element = rest.get(..end + len).ok_or_else(malformed)?;
+        reply.push(element.to_owned());
+        rest = &rest[end + len..];
+    }
+    Ok(reply)
 }
 
 /// Turns a script's refusal into the store's error.

@@ -18,10 +18,14 @@
 //! finds it still there. The over-approximation is bounded by that: an
 //! instance hears about mailboxes polled here in the last [`LINGER`].
 //!
-//! Pub/sub is only the doorbell, never the data: a parked poll re-reads
-//! Redis when woken. A notification lost while the subscription is down
-//! costs nothing, because every local poll is woken when it drops and when
-//! it comes back, and then re-reads.
+//! A notification for a mailbox with a parked poll carries that poll's
+//! reply (the script that filled the mailbox read it on the poll's behalf
+//! and ended its lease, see `hand_over` in redis.lua), so the woken poll
+//! answers without another script. Any other notification is only a
+//! doorbell: the poll re-reads Redis. So a notification lost while the
+//! subscription is down costs nothing: every local poll is woken when it
+//! drops and when it comes back, and re-reads; the messages a lost hand-over
+//! carried are still in the mailbox, unacknowledged.
 //!
 //! # Locking
 //! [`Waiters::by_mailbox`] is the only shared state; its entries are
@@ -29,8 +33,9 @@
 //! is decided under it and carried out, in order, by the one subscriber
 //! task. So a channel dropped by [`prune`](Waiters::prune) while a new poll
 //! registers is unsubscribed and then subscribed again, never the reverse.
+//! A waiter's hand-over slot has its own mutex, held only to put or take.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -70,6 +75,9 @@ struct Waiter {
     /// True once the subscription to its channel is confirmed (on this
     /// connection or the one before: a new one resubscribes first).
     listening: watch::Sender<bool>,
+    /// The last hand-over received: "<generation> <reply>", for the poll
+    /// of that generation.
+    handed: Mutex<Option<String>>,
 }
 
 enum Command {
@@ -103,6 +111,7 @@ impl Waiters {
                     polls: 0,
                     idle_since: None,
                     listening: watch::Sender::new(false),
+                    handed: Mutex::new(None),
                 }
             });
             waiter.polls += 1;
@@ -129,8 +138,14 @@ impl Waiters {
         }
     }
 
-    fn wake(&self, key: &str) {
+    /// Rings the mailbox's doorbell; a non-empty `payload` is a hand-over.
+    fn wake(&self, key: &str, payload: &[u8]) {
         if let Some(waiter) = self.by_mailbox.get(key) {
+            if !payload.is_empty()
+                && let Ok(handed) = std::str::from_utf8(payload)
+            {
+                *lock(&waiter.handed) = Some(handed.to_owned());
+            }
             waiter.notify.notify_waiters();
         }
     }
@@ -171,12 +186,38 @@ pub struct Registration {
     key: Box<str>,
 }
 
+impl Registration {
+    /// The reply handed over for the poll of `generation`, if one came.
+    pub fn take_handover(&self, generation: &str) -> Option<String> {
+        let waiter = self.waiters.by_mailbox.get(&self.key)?;
+        let mut handed = lock(&waiter.handed);
+        let ours = handed
+            .as_deref()?
+            .strip_prefix(generation)?
+            .starts_with(' ');
+        if !ours {
+            return None;
+        }
+        let payload = handed.take()?;
+        Some(payload[generation.len() + 1..].to_owned())
+    }
+}
+
+/// A poisoned slot only means a panic elsewhere mid-assignment; its value
+/// is still a whole `Option`.
+fn lock(slot: &Mutex<Option<String>>) -> std::sync::MutexGuard<'_, Option<String>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(mut waiter) = self.waiters.by_mailbox.get_mut(&self.key) {
             waiter.polls -= 1;
             if waiter.polls == 0 {
                 waiter.idle_since = Some(Instant::now());
+                // Meant for a poll that is gone: its messages stay in the
+                // mailbox for the next poll.
+                *lock(&waiter.handed) = None;
             }
         }
     }
@@ -234,7 +275,7 @@ pub async fn keep_subscribed(
                 message = messages.next() => match message {
                     Some(message) => {
                         metrics.wakeups_received.inc();
-                        waiters.wake(message.get_channel_name());
+                        waiters.wake(message.get_channel_name(), message.get_payload_bytes());
                     }
                     None => break "the connection closed",
                 },
@@ -343,7 +384,11 @@ pub async fn keep_sharded_subscribed(
                         PushKind::SMessage => {
                             metrics.wakeups_received.inc();
                             if let Some(channel) = push_channel(&push) {
-                                waiters.wake(&channel);
+                                let payload = match push.data.get(1) {
+                                    Some(Value::BulkString(bytes)) => bytes.as_slice(),
+                                    _ => &[],
+                                };
+                                waiters.wake(&channel, payload);
                             }
                         }
                         PushKind::Disconnection => waiters.wake_all(),
