@@ -110,8 +110,8 @@ struct Engine {
     keyspace: Keyspace,
     /// Whether wake-ups go by sharded pub/sub (a Cluster).
     sharded: bool,
-    /// The fixed limits as the script reads them (the start of ARGV[3]).
-    limits_arg: String,
+    /// The limits every call passes (the start of ARGV[3]).
+    fixed_limits: [f64; 12],
     /// Per bucket, the rooms and bytes of all the other buckets, as last
     /// read ([`RedisStore::refresh_stats`]): the global limits' view past
     /// the script's own slot. Always 0 with one bucket.
@@ -127,13 +127,18 @@ impl Engine {
         let mut invocation = self.script.prepare_invoke();
         let offset = self.clock_offset_ms.load(Ordering::Relaxed);
         let [other_rooms, other_bytes] = &self.others[usize::from(bucket)];
-        let limits = format!(
-            "{} {} {} {} {offset}",
-            self.limits_arg,
-            u8::from(self.sharded),
-            other_rooms.load(Ordering::Relaxed),
-            other_bytes.load(Ordering::Relaxed),
-        );
+        let varying = [
+            f64::from(u8::from(self.sharded)),
+            other_rooms.load(Ordering::Relaxed) as f64,
+            other_bytes.load(Ordering::Relaxed) as f64,
+            offset as f64,
+        ];
+        // ARGV[3]: every limit as a big-endian double (struct.unpack in
+        // redis.lua), far cheaper for the script than parsing text.
+        let mut limits = Vec::with_capacity(8 * 16);
+        for n in self.fixed_limits.iter().chain(&varying) {
+            limits.extend_from_slice(&n.to_be_bytes());
+        }
         invocation
             .key(Keyspace::rooms_key(bucket))
             .arg(op)
@@ -228,7 +233,7 @@ impl RedisStore {
             Target::Single(_) => Keyspace::single(),
             Target::Cluster(_) => Keyspace::cluster(),
         };
-        let limits_arg = [
+        let fixed_limits = [
             limits.peer_ttl.as_millis(),
             limits.mailbox_messages as u128,
             limits.mailbox_bytes as u128,
@@ -242,14 +247,13 @@ impl RedisStore {
             IDEMPOTENCY_WINDOW.as_millis(),
             MAX_RECEIPTS_PER_ROOM as u128,
         ]
-        .map(|n| n.to_string())
-        .join(" ");
+        .map(|n| n as f64);
         let engine = Arc::new(Engine {
             connection,
             script: Script::new(include_str!("redis.lua")),
             keyspace,
             sharded: matches!(clients, Clients::Cluster { .. }),
-            limits_arg,
+            fixed_limits,
             others: (0..keyspace.buckets())
                 .map(|_| Default::default())
                 .collect(),
@@ -867,5 +871,29 @@ impl Drop for Lease {
                 .call("release", &room, &[peer, epoch, generation])
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::handover_reply;
+
+    #[test]
+    fn a_handover_splits_by_each_messages_length() {
+        // Payloads may hold spaces and newlines; only <len> delimits them.
+        let a = r#"{"sdp":"v=0\r\n a b"}"#;
+        let b = "{\"n\":\n2}";
+        let handed = format!(
+            "7 ep-1 5 1000\n990 {} alice {a}995 {} * {b}",
+            a.len(),
+            b.len()
+        );
+        let reply = handover_reply(&handed, "3").unwrap();
+        assert_eq!(reply[..8], ["ok", "7", "ep-1", "0", "5", "1000", "0", "3"]);
+        assert_eq!(reply[8], format!("990 {} alice {a}", a.len()));
+        assert_eq!(reply[9], format!("995 {} * {b}", b.len()));
+        assert_eq!(reply.len(), 10);
+        assert!(handover_reply("7 ep-1 5 1000\n990 99 alice {}", "3").is_err());
+        assert!(handover_reply("7 ep-1", "3").is_err());
     }
 }
