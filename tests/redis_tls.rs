@@ -1,7 +1,8 @@
 //! Managed Redis: TLS (`rediss://`, certificates verified, a private CA
 //! with `--redis-ca-file`) and a Redis 6 ACL user with a password. A real
 //! redis-server with `--tls-port`, a CA and a certificate the test makes;
-//! a wrong CA or a wrong password is a clear start-up error, at once.
+//! a wrong CA or a wrong password is a clear start-up error, at once. And
+//! the same for a 3-master Redis Cluster over TLS (`rediss+cluster://`).
 
 mod common;
 
@@ -52,9 +53,18 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start(pki: &Pki) -> TlsRedis {
-        common::apt_install_missing(&[(common::REDIS_SERVER, "redis-server")])
-            .expect("redis-server is installed");
-        let dir = std::env::temp_dir().join(format!("signal-redis-tls-{}", std::process::id()));
+        TlsRedis::start_with(pki, "single", "")
+    }
+
+    /// One with `extra` lines of configuration, in a folder named by `name`.
+    fn start_with(pki: &Pki, name: &str, extra: &str) -> TlsRedis {
+        common::apt_install_missing(&[
+            (common::REDIS_SERVER, "redis-server"),
+            ("/usr/bin/redis-cli", "redis-tools"),
+        ])
+        .expect("redis-server is installed");
+        let dir =
+            std::env::temp_dir().join(format!("signal-redis-tls-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (file, text) in [
             ("ca.pem", &pki.ca_pem),
@@ -69,7 +79,7 @@ impl TlsRedis {
             .unwrap()
             .port();
         let config = format!(
-            "port 0\nbind 127.0.0.1\ntls-port {port}\ntls-cert-file {d}/cert.pem\ntls-key-file {d}/key.pem\ntls-ca-cert-file {d}/ca.pem\ntls-auth-clients no\nsave \"\"\nappendonly no\ndir {d}\nuser default off\nuser relay on >{PASSWORD} ~* &* +@all\n",
+            "port 0\nbind 127.0.0.1\ntls-port {port}\ntls-cert-file {d}/cert.pem\ntls-key-file {d}/key.pem\ntls-ca-cert-file {d}/ca.pem\ntls-auth-clients no\nsave \"\"\nappendonly no\ndir {d}\nuser default off\nuser relay on >{PASSWORD} ~* &* +@all\n{extra}",
             d = dir.display()
         );
         std::fs::write(dir.join("redis.conf"), config).unwrap();
@@ -157,6 +167,121 @@ async fn rediss_with_an_acl_user_relays_and_refuses_what_it_should() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // Plain redis:// to a TLS-only port is not a TLS connection either.
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Three TLS-only cluster nodes (the cluster bus over TLS too), made a
+/// cluster by `redis-cli --tls --cluster create` as the ACL user.
+fn start_tls_cluster(pki: &Pki) -> Vec<TlsRedis> {
+    let nodes: Vec<TlsRedis> = (0..3)
+        .map(|i| {
+            let bus = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let extra = format!(
+                "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-port {bus}\ntls-cluster yes\ncluster-node-timeout 2000\n"
+            );
+            TlsRedis::start_with(pki, &format!("cluster-{i}"), &extra)
+        })
+        .collect();
+    let ca = nodes[0].dir.join("ca.pem");
+    let created = Command::new("/usr/bin/redis-cli")
+        .arg("--tls")
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["--user", "relay", "--pass", PASSWORD, "--no-auth-warning"])
+        .args(["--cluster", "create"])
+        .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("redis-cli runs");
+    assert!(created.success(), "redis-cli --tls --cluster create failed");
+    let started = Instant::now();
+    loop {
+        let info = Command::new("/usr/bin/redis-cli")
+            .arg("--tls")
+            .arg("--cacert")
+            .arg(&ca)
+            .args(["--user", "relay", "--pass", PASSWORD, "--no-auth-warning"])
+            .args(["-p", &nodes[2].port.to_string(), "CLUSTER", "INFO"])
+            .output()
+            .expect("redis-cli runs");
+        if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the TLS cluster never reported cluster_state:ok"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nodes
+}
+
+fn cluster_url(nodes: &[TlsRedis], password: &str) -> String {
+    let seeds: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    format!("rediss+cluster://relay:{password}@{}", seeds.join(","))
+}
+
+#[tokio::test]
+async fn rediss_cluster_with_an_acl_user_relays_and_refuses_what_it_should() {
+    let pki = make_pki("signal-relay test CA");
+    let nodes = start_tls_cluster(&pki);
+    let ca = nodes[0].dir.join("ca.pem");
+
+    let a = TestServer::from_settings(settings(cluster_url(&nodes, PASSWORD), &ca)).await;
+    let b = TestServer::from_settings(settings(cluster_url(&nodes, PASSWORD), &ca)).await;
+    // Rooms in different slots, so more than one node serves them.
+    for room in ["tls-a", "tls-b", "tls-c", "tls-d"] {
+        let mut alice = a.peer(room, "alice");
+        let mut bob = b.peer(room, "bob");
+        alice.join().await;
+        bob.join().await;
+        alice.poll(0.0).await;
+        let parked = tokio::spawn(async move { alice.poll(5.0).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        bob.send_ok(Some("alice"), &json!({"over": "tls", "room": room}))
+            .await;
+        assert_eq!(
+            data(&parked.await.unwrap()),
+            [json!({"over": "tls", "room": room})]
+        );
+    }
+
+    let stranger = make_pki("someone else's CA");
+    let other_ca = nodes[0].dir.join("other-ca.pem");
+    std::fs::write(&other_ca, &stranger.ca_pem).unwrap();
+    let started = Instant::now();
+    let error = Server::bind(settings(cluster_url(&nodes, PASSWORD), &other_ca))
+        .await
+        .err()
+        .expect("a certificate from another CA is refused");
+    let text = error.to_string();
+    println!("cluster, wrong CA: {text} (after {:?})", started.elapsed());
+    assert!(text.contains("TLS to Redis failed"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let started = Instant::now();
+    let wrong = "not-the-password";
+    let error = Server::bind(settings(cluster_url(&nodes, wrong), &ca))
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    let text = error.to_string();
+    println!(
+        "cluster, wrong password: {text} (after {:?})",
+        started.elapsed()
+    );
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains(wrong) && !text.contains(PASSWORD), "{text}");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -164,7 +164,10 @@ async fn check_credentials(clients: &Clients, deadline: Instant) -> Result<(), R
     };
     use redis::ErrorKind;
     let text = error.to_string();
+    // A Cluster's client wraps the node's error in an I/O one, keeping
+    // only its text (the kind's name among it).
     if matches!(error.kind(), ErrorKind::AuthenticationFailed)
+        || text.contains("AuthenticationFailed")
         || text.contains("WRONGPASS")
         || text.contains("NOAUTH")
     {
