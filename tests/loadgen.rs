@@ -104,3 +104,39 @@ async fn every_workload_runs_and_loses_nothing() {
     assert_nothing_lost(&parked);
     assert_eq!(parked["received"], 200);
 }
+
+/// The same stream workload against an nginx+nchan the load generator
+/// starts itself (Debian's nginx-light and libnginx-mod-nchan, installed
+/// when missing): it too must lose nothing, or a comparison means nothing.
+#[test]
+fn the_nchan_target_streams_and_loses_nothing() {
+    if let Err(error) = common::apt_install_missing(&[
+        ("/usr/sbin/nginx", "nginx-light"),
+        (
+            "/usr/lib/nginx/modules/ngx_nchan_module.so",
+            "libnginx-mod-nchan",
+        ),
+    ]) {
+        panic!("the nchan comparison needs nginx and its nchan module: {error}");
+    }
+    for (pairs, window) in [("1", "16"), ("10", "1")] {
+        let mut loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["--target", "nchan", "stream", "--pairs", pairs])
+            .args(["--window", window, "--seconds", "1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("loadgen starts");
+        let status = loadgen.wait().expect("loadgen ends");
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut out)
+            .expect("output");
+        assert!(status.success(), "loadgen --target nchan failed: {out}");
+        let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+        println!("{report}");
+        assert_eq!(report["target"], "nchan", "{report}");
+        assert_nothing_lost(&report);
+        assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["delivered"], report["sent"], "{report}");
+        assert!(report["server_cpu_us_per_message"].is_number(), "{report}");
+    }
+}

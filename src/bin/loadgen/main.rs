@@ -5,19 +5,27 @@
 //!   loadgen pingpong --count 20000
 //!   loadgen stream   --pairs 100 --window 1 --seconds 10 --server-pid PID
 //!   loadgen parked   --clients 5000 --hold 5 --server-pid PID
+//!   loadgen --target nchan stream --pairs 100 --window 1 --seconds 10
 //!
 //! Run the server first (`cargo run --release`); `--url` points elsewhere.
+//! With `--target nchan` the load generator starts an nginx+nchan of its
+//! own (`benches/nchan.conf`) and runs the workload against it instead.
+
+mod nchan;
+mod stats;
+mod stream;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
-use hdrhistogram::Histogram;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use signal_relay::client::{Client, ClientError, Peer};
 use tokio::sync::Semaphore;
+
+use stats::{Latencies, round, rss_kib};
+use stream::{Target, stream};
 
 #[derive(Parser)]
 #[command(name = "loadgen", about = "Load generator for signal-relay")]
@@ -32,8 +40,18 @@ struct Cli {
     /// The server's process id, to report its CPU time and memory from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// What to load: our server at --url, or an nginx+nchan the load
+    /// generator starts (stream only, so far).
+    #[arg(long, global = true, value_enum, default_value_t = TargetKind::SignalRelay)]
+    target: TargetKind,
     #[command(subcommand)]
     workload: Workload,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetKind {
+    SignalRelay,
+    Nchan,
 }
 
 #[derive(Subcommand)]
@@ -74,19 +92,19 @@ struct PingpongArgs {
 }
 
 #[derive(Args)]
-struct StreamArgs {
+pub struct StreamArgs {
     #[arg(long, default_value_t = 10)]
-    pairs: usize,
+    pub pairs: usize,
     /// Messages each sender keeps in flight. Above 1 the POSTs race each
     /// other, so the order they are stored in is not the order they were
     /// numbered in, and `reordered` is reported only for a window of 1.
     #[arg(long, default_value_t = 16)]
-    window: usize,
+    pub window: usize,
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
+    pub seconds: f64,
     #[arg(long, default_value_t = 300)]
-    size: usize,
+    pub size: usize,
 }
 
 #[derive(Args)]
@@ -123,13 +141,40 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if cli.target == TargetKind::Nchan {
+        let Workload::Stream(args) = cli.workload else {
+            eprintln!("loadgen: --target nchan runs the stream workload only, so far");
+            return std::process::ExitCode::FAILURE;
+        };
+        let result = match (nchan::Nchan::start(), nchan::http_client()) {
+            (Ok(server), Ok(http)) => {
+                let target = Target::Nchan {
+                    http,
+                    base: server.base.clone(),
+                };
+                stream(&target, args, Some(server.pid())).await
+            }
+            (Err(error), _) | (_, Err(error)) => Err(error),
+        };
+        return report(result);
+    }
     let result = match cli.workload {
         Workload::Floor { count } => floor(&client, count).await,
         Workload::Pingpong(args) => pingpong(&client, args).await,
-        Workload::Stream(args) => stream(&client, &receiving, args, cli.server_pid).await,
+        Workload::Stream(args) => {
+            let target = Target::Ours {
+                senders: client,
+                receivers: receiving,
+            };
+            stream(&target, args, cli.server_pid).await
+        }
         Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
         Workload::Soak(args) => soak(&client, args, cli.server_pid).await,
     };
+    report(result)
+}
+
+fn report(result: Outcome) -> std::process::ExitCode {
     match result {
         Ok(report) => {
             println!("{report}");
@@ -148,84 +193,9 @@ fn raise_nofile_limit() {
     }
 }
 
-type Outcome = Result<serde_json::Value, String>;
+pub type Outcome = Result<serde_json::Value, String>;
 
-/// Latencies in nanoseconds, to three significant digits, in a histogram:
-/// a stream or soak of any length costs the same ~270 KB.
-struct Latencies(Histogram<u64>);
-
-impl Latencies {
-    /// Up to an hour; longer ones count as an hour.
-    fn new() -> Latencies {
-        let hour = 3_600_000_000_000;
-        Latencies(Histogram::new_with_bounds(1, hour, 3).expect("valid bounds"))
-    }
-
-    fn of(samples: &[Duration]) -> Latencies {
-        let mut latencies = Latencies::new();
-        for &sample in samples {
-            latencies.record(sample);
-        }
-        latencies
-    }
-
-    fn record(&mut self, sample: Duration) {
-        let nanos = u64::try_from(sample.as_nanos()).unwrap_or(u64::MAX);
-        self.0.saturating_record(nanos);
-    }
-
-    fn add(&mut self, other: &Latencies) {
-        // Same bounds on both sides, so every value fits.
-        let _ = self.0.add(&other.0);
-    }
-
-    /// Percentiles in microseconds (all 0 when nothing was recorded).
-    fn percentiles(&self) -> serde_json::Value {
-        let micros = |nanos: u64| round(nanos as f64 / 1e3);
-        json!({
-            "p50_us": micros(self.0.value_at_quantile(0.50)),
-            "p90_us": micros(self.0.value_at_quantile(0.90)),
-            "p99_us": micros(self.0.value_at_quantile(0.99)),
-            "max_us": micros(self.0.max()),
-        })
-    }
-}
-
-/// Which message numbers of one sender have arrived, one bit each: an hour
-/// at 40 000 messages a second is 18 MB, where a set of numbers would take
-/// gigabytes.
-#[derive(Default)]
-struct Arrivals {
-    bits: Vec<u64>,
-    count: u64,
-}
-
-impl Arrivals {
-    /// Numbers past this are not ones a sender could have sent (a day at
-    /// 46 000 a second is 4.0e9): refuse them rather than grow to 512 MiB.
-    const LIMIT: u64 = 1 << 32;
-
-    /// Records `n`; false when it had arrived before.
-    fn insert(&mut self, n: u64) -> Result<bool, String> {
-        if n >= Self::LIMIT {
-            return Err(format!("message number {n} is out of range"));
-        }
-        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
-        if word >= self.bits.len() {
-            self.bits.resize(word + 1, 0);
-        }
-        let fresh = self.bits[word] & bit == 0;
-        self.bits[word] |= bit;
-        self.count += u64::from(fresh);
-        Ok(fresh)
-    }
-}
-
-fn round(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn unique_room(kind: &str) -> String {
+pub fn unique_room(kind: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -255,22 +225,22 @@ async fn floor(client: &Client, count: usize) -> Outcome {
     }))
 }
 
-fn err(error: impl std::fmt::Display) -> String {
+pub fn err(error: impl std::fmt::Display) -> String {
     error.to_string()
 }
 
 #[derive(Serialize, Deserialize)]
-struct Probe {
+pub struct Probe {
     /// Sequence number within its sender.
-    n: u64,
+    pub n: u64,
     /// Microseconds since the load generator started, when sent.
-    t: u64,
-    pad: String,
+    pub t: u64,
+    pub pad: String,
 }
 
 static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
@@ -426,7 +396,11 @@ async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outco
             Ok::<_, String>(cycles)
         })
     };
-    let mut report = stream(client, client, args.stream, server_pid).await?;
+    let target = Target::Ours {
+        senders: client.clone(),
+        receivers: client.clone(),
+    };
+    let mut report = stream(&target, args.stream, server_pid).await?;
     let cycles = churner.await.map_err(err)??;
     let samples = sampler.await.map_err(err)?;
     // Warm-up is the first fifth of the run; "flat" means the end is
@@ -442,155 +416,6 @@ async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outco
     report["server_rss_growth_after_warmup_kib"] =
         json!(after_warmup.zip(end).map(|(w, e)| e as i64 - w as i64));
     Ok(report)
-}
-
-/// CPU time (user + system) of a process, in seconds, from /proc.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0) // USER_HZ is 100 on Linux
-}
-
-/// Resident memory of a process, in KiB, from /proc.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// `senders` and `receivers` are the same server, or two instances
-/// sharing a store.
-async fn stream(
-    senders: &Client,
-    receivers: &Client,
-    args: StreamArgs,
-    server_pid: Option<u32>,
-) -> Outcome {
-    let room_base = unique_room("stream");
-    let deadline_send = Duration::from_secs_f64(args.seconds);
-    let sent = Arc::new(AtomicU64::new(0));
-    let mut pairs = Vec::new();
-    for p in 0..args.pairs {
-        let room = format!("{room_base}-{p}");
-        let mut tx = Peer::new(senders, &room, "tx");
-        let mut rx = Peer::new(receivers, &room, "rx");
-        tx.join().await.map_err(err)?;
-        rx.join().await.map_err(err)?;
-        pairs.push((tx, rx));
-    }
-    let cpu_before = server_pid.and_then(cpu_seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (tx, mut rx) in pairs {
-        let window = Arc::new(Semaphore::new(args.window));
-        let pad = "x".repeat(args.size.saturating_sub(40));
-        let sent = sent.clone();
-        let stop_at = started + deadline_send;
-        // Sender: a POST for every free slot in the window, concurrently (so
-        // the window is really in flight), until time is up. A slot frees
-        // when the receiver has the message.
-        let sender_window = window.clone();
-        let sender = tokio::spawn(async move {
-            let mut n = 0u64;
-            let mut posts = tokio::task::JoinSet::new();
-            while Instant::now() < stop_at {
-                let permit = sender_window.acquire().await.map_err(err)?;
-                permit.forget();
-                let body = serde_json::to_vec(&Probe {
-                    n,
-                    t: now_us(),
-                    pad: pad.clone(),
-                })
-                .map_err(err)?;
-                let tx = tx.clone();
-                let sent = sent.clone();
-                posts.spawn(async move {
-                    tx.send_json(Some("rx"), body.into()).await.map_err(err)?;
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), String>(())
-                });
-                while let Some(done) = posts.try_join_next() {
-                    done.map_err(err)??;
-                }
-                n += 1;
-            }
-            while let Some(done) = posts.join_next().await {
-                done.map_err(err)??;
-            }
-            Ok::<u64, String>(n)
-        });
-        // Receiver: polls, checks order and duplicates, frees window slots.
-        let receiver = tokio::spawn(async move {
-            let mut seen = Arrivals::default();
-            let (mut duplicated, mut reordered) = (0u64, 0u64);
-            let mut latencies = Latencies::new();
-            let mut last = None;
-            loop {
-                let batch = rx.poll(Duration::from_secs(2)).await.map_err(err)?;
-                if batch.messages.is_empty() && Instant::now() > stop_at + Duration::from_secs(2) {
-                    break;
-                }
-                for message in batch.messages {
-                    if message.from.as_deref() != Some("tx") {
-                        continue;
-                    }
-                    let probe: Probe = serde_json::from_str(message.data.get()).map_err(err)?;
-                    if !seen.insert(probe.n)? {
-                        duplicated += 1;
-                        continue;
-                    }
-                    if last.is_some_and(|l| probe.n < l) {
-                        reordered += 1;
-                    }
-                    last = Some(probe.n);
-                    latencies.record(Duration::from_micros(now_us().saturating_sub(probe.t)));
-                    window.add_permits(1);
-                }
-            }
-            Ok::<_, String>((seen.count, duplicated, reordered, latencies))
-        });
-        tasks.push((sender, receiver));
-    }
-    let (mut total_sent, mut unique, mut duplicated, mut reordered) = (0, 0, 0, 0);
-    let mut latencies = Latencies::new();
-    for (sender, receiver) in tasks {
-        total_sent += sender.await.map_err(err)??;
-        let (u, d, o, l) = receiver.await.map_err(err)??;
-        unique += u;
-        duplicated += d;
-        reordered += o;
-        latencies.add(&l);
-    }
-    let send_time = deadline_send.as_secs_f64();
-    let cpu = match (cpu_before, server_pid.and_then(cpu_seconds)) {
-        (Some(before), Some(after)) if unique > 0 => {
-            json!(round((after - before) * 1e6 / unique as f64))
-        }
-        _ => serde_json::Value::Null,
-    };
-    Ok(json!({
-        "workload": "stream",
-        "pairs": args.pairs,
-        "window": args.window,
-        "seconds": args.seconds,
-        "sent": total_sent,
-        "delivered": unique,
-        "messages_per_s": round(unique as f64 / send_time),
-        "one_way": latencies.percentiles(),
-        "lost": total_sent - unique.min(total_sent),
-        "duplicated": duplicated,
-        // With concurrent POSTs the server's order is theirs to race for.
-        "reordered": (args.window == 1).then_some(reordered),
-        "server_cpu_us_per_message": cpu,
-    }))
 }
 
 async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) -> Outcome {
@@ -696,40 +521,4 @@ async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) -> O
         "lost": args.clients - received.min(args.clients),
         "duplicated": received.saturating_sub(args.clients),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arrivals_count_each_number_once() {
-        let mut seen = Arrivals::default();
-        for n in [0, 1, 63, 64, 1000] {
-            assert_eq!(seen.insert(n), Ok(true));
-        }
-        assert_eq!(seen.insert(64), Ok(false), "a duplicate");
-        assert_eq!(seen.insert(0), Ok(false), "a duplicate");
-        assert_eq!(seen.count, 5);
-        assert!(seen.insert(Arrivals::LIMIT).is_err());
-    }
-
-    #[test]
-    fn latencies_keep_three_significant_digits() {
-        let samples: Vec<Duration> = (1..=1000).map(Duration::from_micros).collect();
-        let p = Latencies::of(&samples).percentiles();
-        let close = |key: &str, want: f64| {
-            let got = p[key].as_f64().unwrap();
-            assert!(
-                (got - want).abs() <= want * 0.001 + 0.1,
-                "{key}: {got} vs {want}"
-            );
-        };
-        close("p50_us", 500.0);
-        close("p99_us", 990.0);
-        close("max_us", 1000.0);
-        let none = Latencies::new().percentiles();
-        assert_eq!(none["p50_us"], 0.0);
-        assert_eq!(none["max_us"], 0.0);
-    }
 }
