@@ -41,6 +41,26 @@ fn run(server: &Server, args: &[&str]) -> Value {
     report
 }
 
+/// Debian's nginx-light and libnginx-mod-nchan, for `--target nchan`,
+/// installed once per test binary when missing.
+fn install_nchan() {
+    static INSTALLED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALLED.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed {
+        return;
+    }
+    if let Err(error) = common::apt_install_missing(&[
+        ("/usr/sbin/nginx", "nginx-light"),
+        (
+            "/usr/lib/nginx/modules/ngx_nchan_module.so",
+            "libnginx-mod-nchan",
+        ),
+    ]) {
+        panic!("the nchan comparison needs nginx and its nchan module: {error}");
+    }
+    *installed = true;
+}
+
 fn assert_nothing_lost(report: &Value) {
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["duplicated"], 0, "{report}");
@@ -110,15 +130,7 @@ async fn every_workload_runs_and_loses_nothing() {
 /// when missing): it too must lose nothing, or a comparison means nothing.
 #[test]
 fn the_nchan_target_streams_and_loses_nothing() {
-    if let Err(error) = common::apt_install_missing(&[
-        ("/usr/sbin/nginx", "nginx-light"),
-        (
-            "/usr/lib/nginx/modules/ngx_nchan_module.so",
-            "libnginx-mod-nchan",
-        ),
-    ]) {
-        panic!("the nchan comparison needs nginx and its nchan module: {error}");
-    }
+    install_nchan();
     for (pairs, window) in [("1", "16"), ("10", "1")] {
         let mut loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
             .args(["--target", "nchan", "stream", "--pairs", pairs])
@@ -139,4 +151,35 @@ fn the_nchan_target_streams_and_loses_nothing() {
         assert_eq!(report["delivered"], report["sent"], "{report}");
         assert!(report["server_cpu_us_per_message"].is_number(), "{report}");
     }
+}
+
+/// The call set-up workload on both targets: every offer, answer and
+/// candidate of every call arrives exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_call_setup_workload_runs_on_both_targets() {
+    install_nchan();
+    let server = start_server().await;
+    let ours =
+        tokio::task::block_in_place(|| run(&server, &["setup", "--pairs", "4", "--seconds", "1"]));
+    let theirs = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &[
+                "--target",
+                "nchan",
+                "setup",
+                "--pairs",
+                "4",
+                "--seconds",
+                "1",
+            ],
+        )
+    });
+    for report in [&ours, &theirs] {
+        assert_nothing_lost(report);
+        assert!(report["calls"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["messages_per_call"], 18, "{report}");
+    }
+    assert_eq!(ours["target"], "signal-relay");
+    assert_eq!(theirs["target"], "nchan");
 }

@@ -5,15 +5,18 @@
 //!   loadgen pingpong --count 20000
 //!   loadgen stream   --pairs 100 --window 1 --seconds 10 --server-pid PID
 //!   loadgen parked   --clients 5000 --hold 5 --server-pid PID
+//!   loadgen setup    --pairs 20 --seconds 10 --server-pid PID
 //!   loadgen --target nchan stream --pairs 100 --window 1 --seconds 10
 //!
 //! Run the server first (`cargo run --release`); `--url` points elsewhere.
 //! With `--target nchan` the load generator starts an nginx+nchan of its
 //! own (`benches/nchan.conf`) and runs the workload against it instead.
 
+mod call;
 mod nchan;
 mod stats;
 mod stream;
+mod target;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +28,8 @@ use signal_relay::client::{Client, ClientError, Peer};
 use tokio::sync::Semaphore;
 
 use stats::{Latencies, round, rss_kib};
-use stream::{Target, stream};
+use stream::stream;
+use target::Target;
 
 #[derive(Parser)]
 #[command(name = "loadgen", about = "Load generator for signal-relay")]
@@ -41,7 +45,7 @@ struct Cli {
     #[arg(long, global = true)]
     server_pid: Option<u32>,
     /// What to load: our server at --url, or an nginx+nchan the load
-    /// generator starts (stream only, so far).
+    /// generator starts (the stream and setup workloads).
     #[arg(long, global = true, value_enum, default_value_t = TargetKind::SignalRelay)]
     target: TargetKind,
     #[command(subcommand)]
@@ -67,6 +71,9 @@ enum Workload {
     Stream(StreamArgs),
     /// Many idle parked polls; then one message to each mailbox.
     Parked(ParkedArgs),
+    /// Call set-ups back to back: join, offer, answer, 8 trickled
+    /// candidates each way, leave.
+    Setup(SetupArgs),
     /// A steady mixed load for a long time: streaming pairs plus rooms
     /// coming and going, with the server's memory sampled every second.
     Soak(SoakArgs),
@@ -108,6 +115,16 @@ pub struct StreamArgs {
 }
 
 #[derive(Args)]
+struct SetupArgs {
+    /// Calls being set up at once.
+    #[arg(long, default_value_t = 10)]
+    pairs: usize,
+    /// How long to start new calls, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+}
+
+#[derive(Args)]
 struct ParkedArgs {
     /// Idle parked polls to hold.
     #[arg(long, default_value_t = 1000)]
@@ -142,17 +159,20 @@ async fn main() -> std::process::ExitCode {
         }
     };
     if cli.target == TargetKind::Nchan {
-        let Workload::Stream(args) = cli.workload else {
-            eprintln!("loadgen: --target nchan runs the stream workload only, so far");
-            return std::process::ExitCode::FAILURE;
-        };
         let result = match (nchan::Nchan::start(), nchan::http_client()) {
             (Ok(server), Ok(http)) => {
                 let target = Target::Nchan {
                     http,
                     base: server.base.clone(),
                 };
-                stream(&target, args, Some(server.pid())).await
+                let pid = Some(server.pid());
+                match cli.workload {
+                    Workload::Stream(args) => stream(&target, args, pid).await,
+                    Workload::Setup(args) => {
+                        call::setup(&target, args.pairs, args.seconds, pid).await
+                    }
+                    _ => Err("--target nchan runs the stream and setup workloads".to_owned()),
+                }
             }
             (Err(error), _) | (_, Err(error)) => Err(error),
         };
@@ -170,6 +190,13 @@ async fn main() -> std::process::ExitCode {
         }
         Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
         Workload::Soak(args) => soak(&client, args, cli.server_pid).await,
+        Workload::Setup(args) => {
+            let target = Target::Ours {
+                senders: client.clone(),
+                receivers: client,
+            };
+            call::setup(&target, args.pairs, args.seconds, cli.server_pid).await
+        }
     };
     report(result)
 }

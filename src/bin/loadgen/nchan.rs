@@ -118,6 +118,8 @@ impl Publisher {
 pub struct Subscriber {
     http: reqwest::Client,
     url: String,
+    /// The channel's publisher location, where a DELETE ends it.
+    publisher_url: String,
     last_modified: Option<String>,
     etag: Option<String>,
 }
@@ -158,6 +160,22 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// Deletes the channel (and its messages), as a leave ends a mailbox.
+    pub async fn delete(&self) -> Result<(), String> {
+        let reply = self
+            .http
+            .delete(&self.publisher_url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        match reply.status() {
+            StatusCode::OK | StatusCode::NOT_FOUND => Ok(()),
+            status => Err(format!("nchan delete: {status}")),
+        }
+    }
+}
+
 /// Both ends of the channel `id`, on the nchan at `base`.
 pub fn channel(http: &reqwest::Client, base: &str, id: &str) -> (Publisher, Subscriber) {
     (
@@ -168,6 +186,7 @@ pub fn channel(http: &reqwest::Client, base: &str, id: &str) -> (Publisher, Subs
         Subscriber {
             http: http.clone(),
             url: format!("{base}/sub?id={id}"),
+            publisher_url: format!("{base}/pub?id={id}"),
             last_modified: None,
             etag: None,
         },

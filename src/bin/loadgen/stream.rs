@@ -6,88 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use serde_json::json;
-use signal_relay::client::{Client, Peer};
 use tokio::sync::Semaphore;
 
-use crate::nchan;
 use crate::stats::{Arrivals, Latencies, cpu_seconds, round};
+use crate::target::Target;
 use crate::{Outcome, Probe, StreamArgs, err, now_us, unique_room};
-
-/// The server the workload runs against.
-pub enum Target {
-    /// Ours: senders post through one instance, receivers poll another
-    /// (the same one unless `--receive-url` names a second).
-    Ours { senders: Client, receivers: Client },
-    /// nginx+nchan: one channel per receiving mailbox.
-    Nchan { http: reqwest::Client, base: String },
-}
-
-impl Target {
-    fn name(&self) -> &'static str {
-        match self {
-            Target::Ours { .. } => "signal-relay",
-            Target::Nchan { .. } => "nchan",
-        }
-    }
-
-    /// A sender's and a receiver's end of one mailbox, named `id`.
-    async fn pair(&self, id: &str) -> Result<(Outbox, Inbox), String> {
-        match self {
-            Target::Ours { senders, receivers } => {
-                let mut tx = Peer::new(senders, id, "tx");
-                let mut rx = Peer::new(receivers, id, "rx");
-                tx.join().await.map_err(err)?;
-                rx.join().await.map_err(err)?;
-                Ok((Outbox::Ours(tx), Inbox::Ours(rx)))
-            }
-            Target::Nchan { http, base } => {
-                let (publisher, subscriber) = nchan::channel(http, base, id);
-                Ok((Outbox::Nchan(publisher), Inbox::Nchan(subscriber)))
-            }
-        }
-    }
-}
-
-#[derive(Clone)]
-enum Outbox {
-    Ours(Peer),
-    Nchan(nchan::Publisher),
-}
-
-impl Outbox {
-    async fn send(&self, body: Bytes) -> Result<(), String> {
-        match self {
-            Outbox::Ours(tx) => tx.send_json(Some("rx"), body).await.map(drop).map_err(err),
-            Outbox::Nchan(publisher) => publisher.send(body).await,
-        }
-    }
-}
-
-enum Inbox {
-    Ours(Peer),
-    Nchan(nchan::Subscriber),
-}
-
-impl Inbox {
-    /// The payloads from the sender that one poll returns (ours returns a
-    /// batch, nchan one message per reply).
-    async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, String> {
-        match self {
-            Inbox::Ours(rx) => Ok(rx
-                .poll(wait)
-                .await
-                .map_err(err)?
-                .messages
-                .into_iter()
-                .filter(|m| m.from.as_deref() == Some("tx"))
-                .map(|m| m.data.get().to_owned())
-                .collect()),
-            Inbox::Nchan(subscriber) => Ok(subscriber.poll(wait).await?.into_iter().collect()),
-        }
-    }
-}
 
 /// Independent pairs, each sender keeping `args.window` messages in
 /// flight to its receiver's mailbox, on `target`.
@@ -97,7 +21,7 @@ pub async fn stream(target: &Target, args: StreamArgs, server_pid: Option<u32>) 
     let sent = Arc::new(AtomicU64::new(0));
     let mut pairs = Vec::new();
     for p in 0..args.pairs {
-        pairs.push(target.pair(&format!("{room_base}-{p}")).await?);
+        pairs.push(target.pair(&format!("{room_base}-{p}"), "tx", "rx").await?);
     }
     let cpu_before = server_pid.and_then(cpu_seconds);
     let own_cpu_before = cpu_seconds(std::process::id());

@@ -1,0 +1,149 @@
+//! The server a workload runs against, and one mailbox's two ends on it:
+//! our `/signal` (a room whose peers post to each other), or nginx+nchan
+//! (one channel per receiving mailbox).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use signal_relay::client::{Client, Peer};
+
+use crate::{err, nchan};
+
+/// The server the workload runs against.
+#[derive(Clone)]
+pub enum Target {
+    /// Ours: senders post through one instance, receivers poll another
+    /// (the same one unless `--receive-url` names a second).
+    Ours { senders: Client, receivers: Client },
+    /// nginx+nchan: one channel per receiving mailbox.
+    Nchan { http: reqwest::Client, base: String },
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Ours { .. } => "signal-relay",
+            Target::Nchan { .. } => "nchan",
+        }
+    }
+
+    /// `from`'s way into `to`'s mailbox, and `to`'s end of it, in room
+    /// (or channel family) `id`. On ours both peers join first.
+    pub async fn pair(&self, id: &str, from: &str, to: &str) -> Result<(Outbox, Inbox), String> {
+        match self {
+            Target::Ours { senders, receivers } => {
+                let mut sender = Peer::new(senders, id, from);
+                let mut receiver = Peer::new(receivers, id, to);
+                sender.join().await.map_err(err)?;
+                receiver.join().await.map_err(err)?;
+                Ok((
+                    Outbox::Ours {
+                        peer: sender,
+                        to: to.to_owned(),
+                    },
+                    Inbox::Ours {
+                        peer: receiver,
+                        from: from.to_owned(),
+                    },
+                ))
+            }
+            Target::Nchan { http, base } => {
+                let (publisher, subscriber) = nchan::channel(http, base, &format!("{id}-{to}"));
+                Ok((Outbox::Nchan(publisher), Inbox::Nchan(subscriber)))
+            }
+        }
+    }
+}
+
+impl Target {
+    /// The two peers of one call in room `id`: for each, its way into the
+    /// other's mailbox and its own mailbox. On ours both join.
+    pub async fn call(&self, id: &str) -> Result<[(Outbox, Inbox); 2], String> {
+        match self {
+            Target::Ours { senders, .. } => {
+                let mut a = Peer::new(senders, id, "a");
+                let mut b = Peer::new(senders, id, "b");
+                a.join().await.map_err(err)?;
+                b.join().await.map_err(err)?;
+                let ends = |peer: Peer, other: &str| {
+                    let outbox = Outbox::Ours {
+                        peer: peer.clone(),
+                        to: other.to_owned(),
+                    };
+                    let inbox = Inbox::Ours {
+                        peer,
+                        from: other.to_owned(),
+                    };
+                    (outbox, inbox)
+                };
+                Ok([ends(a, "b"), ends(b, "a")])
+            }
+            Target::Nchan { http, base } => {
+                let (to_b, b_inbox) = nchan::channel(http, base, &format!("{id}-b"));
+                let (to_a, a_inbox) = nchan::channel(http, base, &format!("{id}-a"));
+                Ok([
+                    (Outbox::Nchan(to_b), Inbox::Nchan(a_inbox)),
+                    (Outbox::Nchan(to_a), Inbox::Nchan(b_inbox)),
+                ])
+            }
+        }
+    }
+}
+
+/// A way into one mailbox.
+#[derive(Clone)]
+pub enum Outbox {
+    Ours { peer: Peer, to: String },
+    Nchan(nchan::Publisher),
+}
+
+impl Outbox {
+    pub async fn send(&self, body: Bytes) -> Result<(), String> {
+        match self {
+            Outbox::Ours { peer, to } => {
+                peer.send_json(Some(to), body).await.map(drop).map_err(err)
+            }
+            Outbox::Nchan(publisher) => publisher.send(body).await,
+        }
+    }
+}
+
+/// A mailbox's reading end.
+pub enum Inbox {
+    Ours { peer: Peer, from: String },
+    Nchan(nchan::Subscriber),
+}
+
+impl Inbox {
+    /// The payloads from the sender that one poll returns (ours returns a
+    /// batch, nchan one message per reply); empty when `wait` passed. On
+    /// ours a batch of room events only (`join`, `peers`) is read past.
+    pub async fn receive(&mut self, wait: Duration) -> Result<Vec<String>, String> {
+        match self {
+            Inbox::Ours { peer, from } => loop {
+                let batch = peer.poll(wait).await.map_err(err)?;
+                if batch.messages.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let payloads: Vec<String> = batch
+                    .messages
+                    .into_iter()
+                    .filter(|m| m.from.as_deref() == Some(from.as_str()))
+                    .map(|m| m.data.get().to_owned())
+                    .collect();
+                if !payloads.is_empty() {
+                    return Ok(payloads);
+                }
+            },
+            Inbox::Nchan(subscriber) => Ok(subscriber.poll(wait).await?.into_iter().collect()),
+        }
+    }
+
+    /// Ends the mailbox: ours leaves the room, nchan's channel is deleted.
+    pub async fn leave(&self) -> Result<(), String> {
+        match self {
+            Inbox::Ours { peer, .. } => peer.leave().await.map_err(err),
+            Inbox::Nchan(subscriber) => subscriber.delete().await,
+        }
+    }
+}
