@@ -183,3 +183,33 @@ async fn the_call_setup_workload_runs_on_both_targets() {
     assert_eq!(ours["target"], "signal-relay");
     assert_eq!(theirs["target"], "nchan");
 }
+
+/// The side-by-side run the README's performance table comes from, cut
+/// short: one run of each workload on each server, fresh ones each time.
+#[test]
+fn compare_runs_every_shared_workload_on_both_servers() {
+    install_nchan();
+    let loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", "--runs", "1", "--seconds", "0.5"])
+        .args(["--server", env!("CARGO_BIN_EXE_signal-relay")])
+        .output()
+        .expect("loadgen runs");
+    let out = String::from_utf8_lossy(&loadgen.stdout);
+    let log = String::from_utf8_lossy(&loadgen.stderr);
+    assert!(
+        loadgen.status.success(),
+        "loadgen compare failed: {out}\n{log}"
+    );
+    let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_nothing_lost(&report);
+    let table = report["table"].as_str().expect("a table");
+    println!("{table}");
+    for row in [
+        "stream P=10 W=1",
+        "stream P=100 W=1",
+        "stream P=1 W=16",
+        "call set-up P=20",
+    ] {
+        assert!(table.contains(row), "{row} missing from {table}");
+    }
+}

@@ -7,12 +7,14 @@
 //!   loadgen parked   --clients 5000 --hold 5 --server-pid PID
 //!   loadgen setup    --pairs 20 --seconds 10 --server-pid PID
 //!   loadgen --target nchan stream --pairs 100 --window 1 --seconds 10
+//!   loadgen compare  --runs 3 --seconds 5   (ours against nchan, interleaved)
 //!
 //! Run the server first (`cargo run --release`); `--url` points elsewhere.
 //! With `--target nchan` the load generator starts an nginx+nchan of its
 //! own (`benches/nchan.conf`) and runs the workload against it instead.
 
 mod call;
+mod compare;
 mod nchan;
 mod stats;
 mod stream;
@@ -74,6 +76,10 @@ enum Workload {
     /// Call set-ups back to back: join, offer, answer, 8 trickled
     /// candidates each way, leave.
     Setup(SetupArgs),
+    /// Every workload that runs on both, on a fresh server of ours and a
+    /// fresh nginx+nchan per measurement, interleaved; prints a table of
+    /// medians (on stderr, with every run's report).
+    Compare(CompareArgs),
     /// A steady mixed load for a long time: streaming pairs plus rooms
     /// coming and going, with the server's memory sampled every second.
     Soak(SoakArgs),
@@ -112,6 +118,18 @@ pub struct StreamArgs {
     pub seconds: f64,
     #[arg(long, default_value_t = 300)]
     pub size: usize,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Our server's binary (by default the signal-relay beside this one).
+    #[arg(long)]
+    server: Option<String>,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
 }
 
 #[derive(Args)]
@@ -158,6 +176,17 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Workload::Compare(args) = &cli.workload {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.join("signal-relay")))
+            .map(|path| path.display().to_string());
+        let Some(server) = args.server.clone().or(beside) else {
+            eprintln!("loadgen: name our server's binary with --server");
+            return std::process::ExitCode::FAILURE;
+        };
+        return report(compare::compare(&server, args.runs.max(1), args.seconds).await);
+    }
     if cli.target == TargetKind::Nchan {
         let result = match (nchan::Nchan::start(), nchan::http_client()) {
             (Ok(server), Ok(http)) => {
@@ -197,6 +226,7 @@ async fn main() -> std::process::ExitCode {
             };
             call::setup(&target, args.pairs, args.seconds, cli.server_pid).await
         }
+        Workload::Compare(_) => Err("compare runs on its own (above)".to_owned()),
     };
     report(result)
 }

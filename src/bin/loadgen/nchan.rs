@@ -23,7 +23,20 @@ pub struct Nchan {
 }
 
 impl Nchan {
+    /// Starts one, on another port if the one found free was taken
+    /// before nginx bound it.
     pub fn start() -> Result<Nchan, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Nchan::start_once() {
+                Ok(nchan) => return Ok(nchan),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once() -> Result<Nchan, String> {
         for (path, package) in [(NGINX, "nginx-light"), (MODULE, "libnginx-mod-nchan")] {
             if !std::path::Path::new(path).exists() {
                 return Err(format!(

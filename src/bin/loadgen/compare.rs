@@ -1,0 +1,241 @@
+//! `loadgen compare`: every workload that runs on both targets, on our
+//! server and on nginx+nchan, interleaved in one run. Each run of each
+//! workload gets a fresh server of each kind (ours started from
+//! `--server`, nchan from benches/nchan.conf), the order alternating run by
+//! run, and the table shows medians and their ratio. Bounded: runs times
+//! workloads times seconds.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use signal_relay::client::Client;
+
+use crate::nchan::{self, Nchan};
+use crate::stats::round;
+use crate::target::Target;
+use crate::{Outcome, StreamArgs, call, stream};
+
+/// One of our servers, started for one measurement and killed after it.
+struct Ours {
+    child: Child,
+    base: String,
+}
+
+impl Ours {
+    /// A port found free can be taken before the server binds it; then
+    /// the server exits and another port is tried.
+    fn start(binary: &str) -> Result<Ours, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Ours::start_once(binary) {
+                Ok(ours) => return Ok(ours),
+                Err(error) => last = error,
+            }
+        }
+        Err(last)
+    }
+
+    fn start_once(binary: &str) -> Result<Ours, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let child = Command::new(binary)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--rate-limit",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{binary}: {e}"))?;
+        let mut ours = Ours {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = ours.child.try_wait() {
+                return Err(format!("{binary} exited: {status}"));
+            }
+            if started.elapsed() > Duration::from_secs(5) {
+                return Err(format!("{binary} did not listen within 5 s"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(ours)
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Workload {
+    Stream { pairs: usize, window: usize },
+    Setup { pairs: usize },
+}
+
+impl Workload {
+    fn label(self) -> String {
+        match self {
+            Workload::Stream { pairs, window } => format!("stream P={pairs} W={window}"),
+            Workload::Setup { pairs } => format!("call set-up P={pairs}"),
+        }
+    }
+
+    async fn run(self, target: &Target, seconds: f64, pid: u32) -> Outcome {
+        match self {
+            Workload::Stream { pairs, window } => {
+                let args = StreamArgs {
+                    pairs,
+                    window,
+                    seconds,
+                    size: 300,
+                };
+                stream(target, args, Some(pid)).await
+            }
+            Workload::Setup { pairs } => call::setup(target, pairs, seconds, Some(pid)).await,
+        }
+    }
+}
+
+const WORKLOADS: [Workload; 4] = [
+    Workload::Stream {
+        pairs: 10,
+        window: 1,
+    },
+    Workload::Stream {
+        pairs: 100,
+        window: 1,
+    },
+    Workload::Stream {
+        pairs: 1,
+        window: 16,
+    },
+    Workload::Setup { pairs: 20 },
+];
+
+/// Runs one workload once on a fresh server of one kind.
+async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64) -> Outcome {
+    if on_nchan {
+        let server = Nchan::start()?;
+        let target = Target::Nchan {
+            http: nchan::http_client()?,
+            base: server.base.clone(),
+        };
+        workload.run(&target, seconds, server.pid()).await
+    } else {
+        let server = Ours::start(binary)?;
+        let client = Client::new(&server.base).map_err(|e| e.to_string())?;
+        let target = Target::Ours {
+            senders: client.clone(),
+            receivers: client,
+        };
+        workload.run(&target, seconds, server.child.id()).await
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The figures a workload's table rows show: (row, JSON pointer, higher is
+/// better).
+fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
+    match workload {
+        Workload::Stream { .. } => vec![
+            ("msg/s", "/messages_per_s", true),
+            ("one-way p50, µs", "/one_way/p50_us", false),
+            ("one-way p99, µs", "/one_way/p99_us", false),
+            (
+                "server CPU per message, µs",
+                "/server_cpu_us_per_message",
+                false,
+            ),
+            (
+                "load generator CPU per message, µs",
+                "/loadgen_cpu_us_per_message",
+                false,
+            ),
+        ],
+        Workload::Setup { .. } => vec![
+            ("set-ups/s", "/setups_per_s", true),
+            ("set-up p50, µs", "/setup_time/p50_us", false),
+            ("set-up p99, µs", "/setup_time/p99_us", false),
+            ("server CPU per call, µs", "/server_cpu_us_per_call", false),
+            (
+                "load generator CPU per call, µs",
+                "/loadgen_cpu_us_per_call",
+                false,
+            ),
+        ],
+    }
+}
+
+pub async fn compare(binary: &str, runs: usize, seconds: f64) -> Outcome {
+    let mut results: Vec<(Workload, Vec<Value>, Vec<Value>)> = WORKLOADS
+        .iter()
+        .map(|&w| (w, Vec::new(), Vec::new()))
+        .collect();
+    for run in 0..runs {
+        for (workload, ours, theirs) in &mut results {
+            // Alternate who goes first, so neither always meets a warmer
+            // or a cooler machine.
+            for on_nchan in [run % 2 == 1, run % 2 == 0] {
+                let report = measure(*workload, on_nchan, binary, seconds).await?;
+                eprintln!("{report}");
+                if on_nchan { &mut *theirs } else { &mut *ours }.push(report);
+            }
+        }
+    }
+    let mut table = String::from(
+        "| workload | figure | signal-relay | nchan | ours / nchan |\n|---|---|---|---|---|\n",
+    );
+    let (mut lost, mut duplicated) = (0, 0);
+    for (workload, ours, theirs) in &results {
+        for report in ours.iter().chain(theirs) {
+            lost += report["lost"].as_u64().unwrap_or(0);
+            duplicated += report["duplicated"].as_u64().unwrap_or(0);
+        }
+        for (name, pointer, _) in figures(*workload) {
+            let values = |reports: &[Value]| {
+                median(
+                    reports
+                        .iter()
+                        .filter_map(|r| r.pointer(pointer).and_then(Value::as_f64))
+                        .collect(),
+                )
+            };
+            let (a, b) = (values(ours), values(theirs));
+            table.push_str(&format!(
+                "| {} | {name} | {} | {} | {:.2}x |\n",
+                workload.label(),
+                round(a),
+                round(b),
+                a / b
+            ));
+        }
+    }
+    eprintln!("{table}");
+    Ok(json!({
+        "workload": "compare",
+        "runs": runs,
+        "seconds": seconds,
+        "table": table,
+        "lost": lost,
+        "duplicated": duplicated,
+    }))
+}
