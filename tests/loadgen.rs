@@ -205,6 +205,7 @@ fn compare_runs_every_shared_workload_on_both_servers() {
     let table = report["table"].as_str().expect("a table");
     println!("{table}");
     for row in [
+        "pingpong",
         "stream P=10 W=1",
         "stream P=100 W=1",
         "stream P=1 W=16",

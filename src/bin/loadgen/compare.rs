@@ -14,7 +14,7 @@ use signal_relay::client::Client;
 use crate::nchan::{self, Nchan};
 use crate::stats::round;
 use crate::target::Target;
-use crate::{Outcome, StreamArgs, call, stream};
+use crate::{Outcome, PingpongArgs, StreamArgs, call, pingpong, stream};
 
 /// One of our servers, started for one measurement and killed after it.
 struct Ours {
@@ -79,8 +79,15 @@ impl Drop for Ours {
 
 #[derive(Clone, Copy)]
 enum Workload {
-    Stream { pairs: usize, window: usize },
-    Setup { pairs: usize },
+    Stream {
+        pairs: usize,
+        window: usize,
+    },
+    Setup {
+        pairs: usize,
+    },
+    /// Round trips: about 2 000 per second of the run's length.
+    Pingpong,
 }
 
 impl Workload {
@@ -88,6 +95,7 @@ impl Workload {
         match self {
             Workload::Stream { pairs, window } => format!("stream P={pairs} W={window}"),
             Workload::Setup { pairs } => format!("call set-up P={pairs}"),
+            Workload::Pingpong => "pingpong".to_owned(),
         }
     }
 
@@ -103,11 +111,19 @@ impl Workload {
                 stream(target, args, Some(pid)).await
             }
             Workload::Setup { pairs } => call::setup(target, pairs, seconds, Some(pid)).await,
+            Workload::Pingpong => {
+                let args = PingpongArgs {
+                    count: ((seconds * 2000.0) as usize).max(100),
+                    size: 300,
+                };
+                pingpong::pingpong(target, args).await
+            }
         }
     }
 }
 
-const WORKLOADS: [Workload; 4] = [
+const WORKLOADS: [Workload; 5] = [
+    Workload::Pingpong,
     Workload::Stream {
         pairs: 10,
         window: 1,
@@ -170,6 +186,11 @@ fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
                 "/loadgen_cpu_us_per_message",
                 false,
             ),
+        ],
+        Workload::Pingpong => vec![
+            ("round trips/s", "/round_trips_per_s", true),
+            ("RTT p50, µs", "/rtt/p50_us", false),
+            ("RTT p99, µs", "/rtt/p99_us", false),
         ],
         Workload::Setup { .. } => vec![
             ("set-ups/s", "/setups_per_s", true),

@@ -16,6 +16,7 @@
 mod call;
 mod compare;
 mod nchan;
+mod pingpong;
 mod stats;
 mod stream;
 mod target;
@@ -47,7 +48,7 @@ struct Cli {
     #[arg(long, global = true)]
     server_pid: Option<u32>,
     /// What to load: our server at --url, or an nginx+nchan the load
-    /// generator starts (the stream and setup workloads).
+    /// generator starts (the stream, setup and pingpong workloads).
     #[arg(long, global = true, value_enum, default_value_t = TargetKind::SignalRelay)]
     target: TargetKind,
     #[command(subcommand)]
@@ -95,13 +96,13 @@ struct SoakArgs {
 }
 
 #[derive(Args)]
-struct PingpongArgs {
+pub struct PingpongArgs {
     /// Round trips.
     #[arg(long, default_value_t = 10_000)]
-    count: usize,
+    pub count: usize,
     /// Message size in bytes (an ICE candidate is about 300).
     #[arg(long, default_value_t = 300)]
-    size: usize,
+    pub size: usize,
 }
 
 #[derive(Args)]
@@ -200,7 +201,10 @@ async fn main() -> std::process::ExitCode {
                     Workload::Setup(args) => {
                         call::setup(&target, args.pairs, args.seconds, pid).await
                     }
-                    _ => Err("--target nchan runs the stream and setup workloads".to_owned()),
+                    Workload::Pingpong(args) => pingpong::pingpong(&target, args).await,
+                    _ => Err(
+                        "--target nchan runs the stream, setup and pingpong workloads".to_owned(),
+                    ),
                 }
             }
             (Err(error), _) | (_, Err(error)) => Err(error),
@@ -209,7 +213,13 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match cli.workload {
         Workload::Floor { count } => floor(&client, count).await,
-        Workload::Pingpong(args) => pingpong(&client, args).await,
+        Workload::Pingpong(args) => {
+            let target = Target::Ours {
+                senders: client.clone(),
+                receivers: client.clone(),
+            };
+            pingpong::pingpong(&target, args).await
+        }
         Workload::Stream(args) => {
             let target = Target::Ours {
                 senders: client,
@@ -259,7 +269,7 @@ pub fn unique_room(kind: &str) -> String {
     format!("{kind}-{}-{nanos}", std::process::id())
 }
 
-async fn floor_samples(client: &Client, count: usize) -> Result<Vec<Duration>, ClientError> {
+pub async fn floor_samples(client: &Client, count: usize) -> Result<Vec<Duration>, ClientError> {
     let mut samples = Vec::with_capacity(count);
     for _ in 0..count {
         let started = Instant::now();
@@ -299,123 +309,6 @@ static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 pub fn now_us() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_micros() as u64
-}
-
-async fn pingpong(client: &Client, args: PingpongArgs) -> Outcome {
-    let room = unique_room("pingpong");
-    let mut a = Peer::new(client, &room, "a");
-    let mut b = Peer::new(client, &room, "b");
-    a.join().await.map_err(err)?;
-    b.join().await.map_err(err)?;
-    a.poll(Duration::ZERO).await.map_err(err)?; // `join b`
-
-    // Like a real client, each side keeps a poll parked at all times and
-    // sends independently of it, so a message is picked up the moment it
-    // arrives. b echoes everything from a back to a.
-    let echo = tokio::spawn(async move {
-        let sender = b.clone();
-        let mut posts = tokio::task::JoinSet::new();
-        loop {
-            let batch = b.poll(Duration::from_secs(25)).await?;
-            for message in batch.messages {
-                if message.from.as_deref() != Some("a") {
-                    continue;
-                }
-                if message.data.get().contains("\"stop\"") {
-                    while posts.join_next().await.is_some() {}
-                    return Ok::<_, ClientError>(());
-                }
-                let body = bytes::Bytes::from(message.data.get().to_owned());
-                let sender = sender.clone();
-                posts.spawn(async move { sender.send_json(Some("a"), body).await });
-            }
-            while let Some(done) = posts.try_join_next() {
-                done.map_err(|e| ClientError::Status {
-                    status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
-                    message: e.to_string(),
-                })??;
-            }
-        }
-    });
-    let (echoes_tx, mut echoes) = tokio::sync::mpsc::unbounded_channel::<u64>();
-    let a_sender = a.clone();
-    let a_receiver = tokio::spawn(async move {
-        loop {
-            let batch = a.poll(Duration::from_secs(25)).await.map_err(err)?;
-            for message in batch.messages {
-                if let Ok(probe) = serde_json::from_str::<Probe>(message.data.get())
-                    && echoes_tx.send(probe.n).is_err()
-                {
-                    return Ok::<_, String>(());
-                }
-            }
-        }
-    });
-
-    let pad = "x".repeat(args.size.saturating_sub(40));
-    let warm_up = args.count / 10 + 1;
-    round_trips(&a_sender, &mut echoes, 0, warm_up, &pad).await?;
-    let started = Instant::now();
-    let samples = round_trips(&a_sender, &mut echoes, warm_up as u64, args.count, &pad).await?;
-    let elapsed = started.elapsed();
-    a_sender
-        .send(Some("b"), &json!({"stop": true}))
-        .await
-        .map_err(err)?;
-    echo.await.map_err(err)?.map_err(err)?;
-    a_receiver.abort();
-
-    // Two bare exchanges, measured the same way in the same run.
-    let floor = floor_samples(client, args.count).await.map_err(err)?;
-    let pairs: Vec<Duration> = floor.chunks(2).map(|c| c.iter().sum()).collect();
-    let rtt = Latencies::of(&samples).percentiles();
-    let two_bare = Latencies::of(&pairs).percentiles();
-    let ratio = rtt["p50_us"].as_f64().unwrap_or(0.0) / two_bare["p50_us"].as_f64().unwrap_or(1.0);
-    Ok(json!({
-        "workload": "pingpong",
-        "round_trips": args.count,
-        "size": args.size,
-        "round_trips_per_s": round(args.count as f64 / elapsed.as_secs_f64()),
-        "rtt": rtt,
-        "two_bare_exchanges": two_bare,
-        "rtt_p50_over_two_bare_p50": (ratio * 100.0).round() / 100.0,
-        "lost": 0,
-        "duplicated": 0,
-    }))
-}
-
-/// `count` round trips numbered from `first`: each is timed from the send
-/// to the echo's arrival on a's parked poll; the POST's own reply is
-/// awaited off that path.
-async fn round_trips(
-    a: &Peer,
-    echoes: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
-    first: u64,
-    count: usize,
-    pad: &str,
-) -> Result<Vec<Duration>, String> {
-    let mut samples = Vec::with_capacity(count);
-    for n in first..first + count as u64 {
-        let body = serde_json::to_vec(&Probe {
-            n,
-            t: now_us(),
-            pad: pad.to_owned(),
-        })
-        .map_err(err)?;
-        let started = Instant::now();
-        let sender = a.clone();
-        let post = tokio::spawn(async move { sender.send_json(Some("b"), body.into()).await });
-        loop {
-            match echoes.recv().await {
-                Some(echoed) if echoed == n => break,
-                Some(_) => continue,
-                None => return Err("a's poll loop ended".to_owned()),
-            }
-        }
-        samples.push(started.elapsed());
-        post.await.map_err(err)?.map_err(err)?;
-    }
-    Ok(samples)
 }
 
 async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outcome {
