@@ -190,7 +190,15 @@ async fn the_call_setup_workload_runs_on_both_targets() {
 fn compare_runs_every_shared_workload_on_both_servers() {
     install_nchan();
     let loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["compare", "--runs", "1", "--seconds", "0.5"])
+        .args([
+            "compare",
+            "--runs",
+            "1",
+            "--seconds",
+            "0.5",
+            "--parked",
+            "200",
+        ])
         .args(["--server", env!("CARGO_BIN_EXE_signal-relay")])
         .output()
         .expect("loadgen runs");
@@ -210,6 +218,7 @@ fn compare_runs_every_shared_workload_on_both_servers() {
         "stream P=100 W=1",
         "stream P=1 W=16",
         "call set-up P=20",
+        "parked",
     ] {
         assert!(table.contains(row), "{row} missing from {table}");
     }

@@ -14,7 +14,7 @@ use signal_relay::client::Client;
 use crate::nchan::{self, Nchan};
 use crate::stats::round;
 use crate::target::Target;
-use crate::{Outcome, PingpongArgs, StreamArgs, call, pingpong, stream};
+use crate::{Outcome, ParkedArgs, PingpongArgs, StreamArgs, call, parked, pingpong, stream};
 
 /// One of our servers, started for one measurement and killed after it.
 struct Ours {
@@ -88,6 +88,8 @@ enum Workload {
     },
     /// Round trips: about 2 000 per second of the run's length.
     Pingpong,
+    /// Idle parked polls (`--parked` of them), then one message to each.
+    Parked,
 }
 
 impl Workload {
@@ -96,11 +98,14 @@ impl Workload {
             Workload::Stream { pairs, window } => format!("stream P={pairs} W={window}"),
             Workload::Setup { pairs } => format!("call set-up P={pairs}"),
             Workload::Pingpong => "pingpong".to_owned(),
+            Workload::Parked => "parked".to_owned(),
         }
     }
 
     async fn run(self, target: &Target, seconds: f64, pid: u32) -> Outcome {
         match self {
+            // Needs the server itself: see `measure`.
+            Workload::Parked => Err("parked is run by measure".to_owned()),
             Workload::Stream { pairs, window } => {
                 let args = StreamArgs {
                     pairs,
@@ -122,7 +127,7 @@ impl Workload {
     }
 }
 
-const WORKLOADS: [Workload; 5] = [
+const WORKLOADS: [Workload; 6] = [
     Workload::Pingpong,
     Workload::Stream {
         pairs: 10,
@@ -137,12 +142,29 @@ const WORKLOADS: [Workload; 5] = [
         window: 16,
     },
     Workload::Setup { pairs: 20 },
+    Workload::Parked,
 ];
 
-/// Runs one workload once on a fresh server of one kind.
-async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64) -> Outcome {
+/// Runs one workload once on a fresh server of one kind (`parked`
+/// parked polls for the parked workload).
+async fn measure(
+    workload: Workload,
+    on_nchan: bool,
+    binary: &str,
+    seconds: f64,
+    parked: usize,
+) -> Outcome {
+    let parked_args = ParkedArgs {
+        clients: parked,
+        room_size: 4,
+        hold: 2.0,
+        senders: 64,
+    };
     if on_nchan {
         let server = Nchan::start()?;
+        if let Workload::Parked = workload {
+            return parked::on_nchan(&server, parked_args).await;
+        }
         let target = Target::Nchan {
             http: nchan::http_client()?,
             base: server.base.clone(),
@@ -151,6 +173,9 @@ async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64)
     } else {
         let server = Ours::start(binary)?;
         let client = Client::new(&server.base).map_err(|e| e.to_string())?;
+        if let Workload::Parked = workload {
+            return parked::parked(&client, parked_args, Some(server.child.id())).await;
+        }
         let target = Target::Ours {
             senders: client.clone(),
             receivers: client,
@@ -192,6 +217,14 @@ fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
             ("RTT p50, µs", "/rtt/p50_us", false),
             ("RTT p99, µs", "/rtt/p99_us", false),
         ],
+        Workload::Parked => vec![
+            (
+                "server memory per parked poll, bytes",
+                "/server_bytes_per_parked_poll",
+                false,
+            ),
+            ("fan-out to every poll, ms", "/fanout_ms", false),
+        ],
         Workload::Setup { .. } => vec![
             ("set-ups/s", "/setups_per_s", true),
             ("set-up p50, µs", "/setup_time/p50_us", false),
@@ -206,7 +239,7 @@ fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
     }
 }
 
-pub async fn compare(binary: &str, runs: usize, seconds: f64) -> Outcome {
+pub async fn compare(binary: &str, runs: usize, seconds: f64, parked: usize) -> Outcome {
     let mut results: Vec<(Workload, Vec<Value>, Vec<Value>)> = WORKLOADS
         .iter()
         .map(|&w| (w, Vec::new(), Vec::new()))
@@ -216,7 +249,7 @@ pub async fn compare(binary: &str, runs: usize, seconds: f64) -> Outcome {
             // Alternate who goes first, so neither always meets a warmer
             // or a cooler machine.
             for on_nchan in [run % 2 == 1, run % 2 == 0] {
-                let report = measure(*workload, on_nchan, binary, seconds).await?;
+                let report = measure(*workload, on_nchan, binary, seconds, parked).await?;
                 eprintln!("{report}");
                 if on_nchan { &mut *theirs } else { &mut *ours }.push(report);
             }

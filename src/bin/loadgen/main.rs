@@ -16,19 +16,18 @@
 mod call;
 mod compare;
 mod nchan;
+mod parked;
 mod pingpong;
 mod stats;
 mod stream;
 mod target;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use signal_relay::client::{Client, ClientError, Peer};
-use tokio::sync::Semaphore;
 
 use stats::{Latencies, round, rss_kib};
 use stream::stream;
@@ -48,7 +47,7 @@ struct Cli {
     #[arg(long, global = true)]
     server_pid: Option<u32>,
     /// What to load: our server at --url, or an nginx+nchan the load
-    /// generator starts (the stream, setup and pingpong workloads).
+    /// generator starts (every workload but floor and soak).
     #[arg(long, global = true, value_enum, default_value_t = TargetKind::SignalRelay)]
     target: TargetKind,
     #[command(subcommand)]
@@ -131,6 +130,9 @@ struct CompareArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Parked polls in the parked workload.
+    #[arg(long, default_value_t = 5000)]
+    parked: usize,
 }
 
 #[derive(Args)]
@@ -144,19 +146,19 @@ struct SetupArgs {
 }
 
 #[derive(Args)]
-struct ParkedArgs {
+pub struct ParkedArgs {
     /// Idle parked polls to hold.
     #[arg(long, default_value_t = 1000)]
-    clients: usize,
-    /// Peers per room.
+    pub clients: usize,
+    /// Peers per room (ours; on nchan every poll has its own channel).
     #[arg(long, default_value_t = 4)]
-    room_size: usize,
+    pub room_size: usize,
     /// Seconds to hold them before the fan-out.
     #[arg(long, default_value_t = 3.0)]
-    hold: f64,
+    pub hold: f64,
     /// Concurrent sends during the fan-out.
     #[arg(long, default_value_t = 64)]
-    senders: usize,
+    pub senders: usize,
 }
 
 #[tokio::main]
@@ -186,7 +188,8 @@ async fn main() -> std::process::ExitCode {
             eprintln!("loadgen: name our server's binary with --server");
             return std::process::ExitCode::FAILURE;
         };
-        return report(compare::compare(&server, args.runs.max(1), args.seconds).await);
+        let runs = args.runs.max(1);
+        return report(compare::compare(&server, runs, args.seconds, args.parked.max(1)).await);
     }
     if cli.target == TargetKind::Nchan {
         let result = match (nchan::Nchan::start(), nchan::http_client()) {
@@ -202,9 +205,8 @@ async fn main() -> std::process::ExitCode {
                         call::setup(&target, args.pairs, args.seconds, pid).await
                     }
                     Workload::Pingpong(args) => pingpong::pingpong(&target, args).await,
-                    _ => Err(
-                        "--target nchan runs the stream, setup and pingpong workloads".to_owned(),
-                    ),
+                    Workload::Parked(args) => parked::on_nchan(&server, args).await,
+                    _ => Err("--target nchan runs every workload but floor and soak".to_owned()),
                 }
             }
             (Err(error), _) | (_, Err(error)) => Err(error),
@@ -227,7 +229,7 @@ async fn main() -> std::process::ExitCode {
             };
             stream(&target, args, cli.server_pid).await
         }
-        Workload::Parked(args) => parked(&client, args, cli.server_pid).await,
+        Workload::Parked(args) => parked::parked(&client, args, cli.server_pid).await,
         Workload::Soak(args) => soak(&client, args, cli.server_pid).await,
         Workload::Setup(args) => {
             let target = Target::Ours {
@@ -366,109 +368,4 @@ async fn soak(client: &Client, args: SoakArgs, server_pid: Option<u32>) -> Outco
     report["server_rss_growth_after_warmup_kib"] =
         json!(after_warmup.zip(end).map(|(w, e)| e as i64 - w as i64));
     Ok(report)
-}
-
-async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) -> Outcome {
-    let room_base = unique_room("parked");
-    let room_size = args.room_size.max(2);
-    let rss_before = server_pid.and_then(rss_kib);
-    // Join everyone (bounded concurrency), then park them all.
-    let joiner = Arc::new(Semaphore::new(args.senders));
-    let mut joins = Vec::new();
-    for c in 0..args.clients {
-        let mut peer = Peer::new(
-            client,
-            &format!("{room_base}-{}", c / room_size),
-            &format!("p{}", c % room_size),
-        );
-        let joiner = joiner.clone();
-        joins.push(tokio::spawn(async move {
-            let _slot = joiner.acquire().await.map_err(err)?;
-            peer.join().await.map_err(err)?;
-            Ok::<_, String>(peer)
-        }));
-    }
-    let mut peers = Vec::with_capacity(args.clients);
-    for join in joins {
-        peers.push(join.await.map_err(err)??);
-    }
-    // Each peer's poll returns at once with `join` events from later
-    // joiners, so poll until each is parked on an empty mailbox.
-    let hold = Duration::from_secs_f64(args.hold);
-    let parked_for = hold + Duration::from_secs(30);
-    let received_at = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.clients)));
-    let mut polls = Vec::new();
-    let senders: Vec<Peer> = peers.to_vec();
-    for (i, mut peer) in peers.into_iter().enumerate() {
-        // Connect in waves, as real clients arrive, not in one SYN flood.
-        if i % 500 == 499 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let received_at = received_at.clone();
-        polls.push(tokio::spawn(async move {
-            loop {
-                let batch = peer.poll(parked_for).await.map_err(err)?;
-                if batch.messages.iter().any(|m| m.from.is_some()) {
-                    received_at.lock().map_err(err)?.push(Instant::now());
-                    return Ok::<_, String>(());
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(hold).await;
-    let rss_parked = server_pid.and_then(rss_kib);
-
-    // Fan-out: in each room, p0 broadcasts (reaching everyone else) and p1
-    // sends to p0, so every mailbox gets exactly one message.
-    let started = Instant::now();
-    let gate = Arc::new(Semaphore::new(args.senders));
-    let mut sends = Vec::new();
-    for sender in senders {
-        let to = match sender.name() {
-            "p0" => None,
-            "p1" => Some("p0"),
-            _ => continue,
-        };
-        let gate = gate.clone();
-        sends.push(tokio::spawn(async move {
-            let _slot = gate.acquire().await.map_err(err)?;
-            sender
-                .send(to, &json!({"fanout": true}))
-                .await
-                .map_err(err)
-                .map(drop)
-        }));
-    }
-    for send in sends {
-        send.await.map_err(err)??;
-    }
-    for poll in polls {
-        poll.await.map_err(err)??;
-    }
-    let last = received_at
-        .lock()
-        .map_err(err)?
-        .iter()
-        .max()
-        .copied()
-        .unwrap_or(started);
-    let per_poll = match (rss_before, rss_parked) {
-        (Some(before), Some(parked)) => json!(round(
-            (parked.saturating_sub(before)) as f64 * 1024.0 / args.clients as f64
-        )),
-        _ => serde_json::Value::Null,
-    };
-    let received = received_at.lock().map_err(err)?.len();
-    Ok(json!({
-        "workload": "parked",
-        "clients": args.clients,
-        "room_size": room_size,
-        "server_rss_kib_before": rss_before,
-        "server_rss_kib_parked": rss_parked,
-        "server_bytes_per_parked_poll": per_poll,
-        "fanout_ms": round(last.duration_since(started).as_secs_f64() * 1e3),
-        "received": received,
-        "lost": args.clients - received.min(args.clients),
-        "duplicated": received.saturating_sub(args.clients),
-    }))
 }
