@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -25,17 +25,23 @@ async fn start_server() -> Server {
 
 fn run(server: &Server, args: &[&str]) -> Value {
     let pid = server.child.id().expect("running").to_string();
-    let mut loadgen: Child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--url", &server.url, "--server-pid", &pid])
+    let mut all = vec!["--url", &server.url, "--server-pid", &pid];
+    all.extend_from_slice(args);
+    loadgen(&all)
+}
+
+/// Runs the load generator with `args` to its end; its one JSON line.
+fn loadgen(args: &[&str]) -> Value {
+    let loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("loadgen starts");
-    let status = loadgen.wait().expect("loadgen ends");
-    let mut out = String::new();
-    std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut out)
-        .expect("output");
-    assert!(status.success(), "loadgen {args:?} failed: {out}");
+        .output()
+        .expect("loadgen runs");
+    let out = String::from_utf8_lossy(&loadgen.stdout);
+    let log = String::from_utf8_lossy(&loadgen.stderr);
+    assert!(
+        loadgen.status.success(),
+        "loadgen {args:?} failed: {out}\n{log}"
+    );
     let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
     println!("{report}");
     report
@@ -132,19 +138,17 @@ async fn every_workload_runs_and_loses_nothing() {
 fn the_nchan_target_streams_and_loses_nothing() {
     install_nchan();
     for (pairs, window) in [("1", "16"), ("10", "1")] {
-        let mut loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-            .args(["--target", "nchan", "stream", "--pairs", pairs])
-            .args(["--window", window, "--seconds", "1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("loadgen starts");
-        let status = loadgen.wait().expect("loadgen ends");
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut loadgen.stdout.take().expect("stdout"), &mut out)
-            .expect("output");
-        assert!(status.success(), "loadgen --target nchan failed: {out}");
-        let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
-        println!("{report}");
+        let report = loadgen(&[
+            "--target",
+            "nchan",
+            "stream",
+            "--pairs",
+            pairs,
+            "--window",
+            window,
+            "--seconds",
+            "1",
+        ]);
         assert_eq!(report["target"], "nchan", "{report}");
         assert_nothing_lost(&report);
         assert!(report["delivered"].as_u64().unwrap() > 0, "{report}");
@@ -189,26 +193,17 @@ async fn the_call_setup_workload_runs_on_both_targets() {
 #[test]
 fn compare_runs_every_shared_workload_on_both_servers() {
     install_nchan();
-    let loadgen = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args([
-            "compare",
-            "--runs",
-            "1",
-            "--seconds",
-            "0.5",
-            "--parked",
-            "200",
-        ])
-        .args(["--server", env!("CARGO_BIN_EXE_signal-relay")])
-        .output()
-        .expect("loadgen runs");
-    let out = String::from_utf8_lossy(&loadgen.stdout);
-    let log = String::from_utf8_lossy(&loadgen.stderr);
-    assert!(
-        loadgen.status.success(),
-        "loadgen compare failed: {out}\n{log}"
-    );
-    let report: Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let report = loadgen(&[
+        "compare",
+        "--runs",
+        "1",
+        "--seconds",
+        "0.5",
+        "--parked",
+        "200",
+        "--server",
+        env!("CARGO_BIN_EXE_signal-relay"),
+    ]);
     assert_nothing_lost(&report);
     let table = report["table"].as_str().expect("a table");
     println!("{table}");
