@@ -6,7 +6,6 @@
 //! workloads times seconds.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use signal_relay::client::Client;
@@ -14,7 +13,9 @@ use signal_relay::client::Client;
 use crate::nchan::{self, Nchan};
 use crate::stats::round;
 use crate::target::Target;
-use crate::{Outcome, ParkedArgs, PingpongArgs, StreamArgs, call, parked, pingpong, stream};
+use crate::{
+    Outcome, ParkedArgs, PingpongArgs, StreamArgs, call, parked, pingpong, spawned, stream,
+};
 
 /// One of our servers, started for one measurement and killed after it.
 struct Ours {
@@ -23,47 +24,25 @@ struct Ours {
 }
 
 impl Ours {
-    /// A port found free can be taken before the server binds it; then
-    /// the server exits and another port is tried.
     fn start(binary: &str) -> Result<Ours, String> {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Ours::start_once(binary) {
-                Ok(ours) => return Ok(ours),
-                Err(error) => last = error,
-            }
-        }
-        Err(last)
-    }
-
-    fn start_once(binary: &str) -> Result<Ours, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let child = Command::new(binary)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            // One address is all a load test has: lift the per-address caps.
-            .args(["--rate-limit", "0", "--max-polls-per-ip", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{binary}: {e}"))?;
-        let mut ours = Ours {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = ours.child.try_wait() {
-                return Err(format!("{binary} exited: {status}"));
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                return Err(format!("{binary} did not listen within 5 s"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(ours)
+        spawned::on_a_free_port(|port| {
+            let child = Command::new(binary)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                // One address is all a load test has: lift the per-address caps.
+                .args(["--rate-limit", "0", "--max-polls-per-ip", "0"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("{binary}: {e}"))?;
+            let mut ours = Ours {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+            };
+            spawned::wait_listening(&mut ours.child, port, binary, |status| {
+                format!("{binary} exited: {status}")
+            })?;
+            Ok(ours)
+        })
     }
 }
 

@@ -18,6 +18,7 @@ mod compare;
 mod nchan;
 mod parked;
 mod pingpong;
+mod spawned;
 mod stats;
 mod stream;
 mod target;

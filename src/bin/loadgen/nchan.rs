@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::StatusCode;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+
+use crate::spawned;
 
 pub const NGINX: &str = "/usr/sbin/nginx";
 pub const MODULE: &str = "/usr/lib/nginx/modules/ngx_nchan_module.so";
@@ -23,20 +25,7 @@ pub struct Nchan {
 }
 
 impl Nchan {
-    /// Starts one, on another port if the one found free was taken
-    /// before nginx bound it.
     pub fn start() -> Result<Nchan, String> {
-        let mut last = String::new();
-        for _ in 0..5 {
-            match Nchan::start_once() {
-                Ok(nchan) => return Ok(nchan),
-                Err(error) => last = error,
-            }
-        }
-        Err(last)
-    }
-
-    fn start_once() -> Result<Nchan, String> {
         for (path, package) in [(NGINX, "nginx-light"), (MODULE, "libnginx-mod-nchan")] {
             if !std::path::Path::new(path).exists() {
                 return Err(format!(
@@ -44,16 +33,16 @@ impl Nchan {
                 ));
             }
         }
+        spawned::on_a_free_port(Nchan::start_on)
+    }
+
+    fn start_on(port: u16) -> Result<Nchan, String> {
         let dir = std::env::temp_dir().join(format!(
             "loadgen-nchan-{}-{}",
             std::process::id(),
             super::unique_room("n")
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
         let config = CONFIG
             .replace("{module}", MODULE)
             .replace("{dir}", &dir.display().to_string())
@@ -76,17 +65,11 @@ impl Nchan {
             dir,
             base: format!("http://127.0.0.1:{port}"),
         };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = nchan.child.try_wait() {
-                let log = std::fs::read_to_string(nchan.dir.join("error.log")).unwrap_or_default();
-                return Err(format!("nginx exited ({status}): {log}"));
-            }
-            if started.elapsed() > Duration::from_secs(5) {
-                return Err("nginx did not listen within 5 s".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let log = nchan.dir.join("error.log");
+        spawned::wait_listening(&mut nchan.child, port, "nginx", |status| {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            format!("nginx exited ({status}): {log}")
+        })?;
         Ok(nchan)
     }
 
