@@ -33,12 +33,35 @@ pub async fn parked(client: &Client, args: ParkedArgs, server_pid: Option<u32>) 
             Ok::<_, String>(peer)
         }));
     }
-    let mut peers = Vec::with_capacity(args.clients);
+    let mut joined = Vec::with_capacity(args.clients);
     for join in joins {
-        peers.push(join.await.map_err(err)??);
+        joined.push(join.await.map_err(err)??);
     }
-    // Each peer's poll returns at once with `join` events from later
-    // joiners, so poll until each is parked on an empty mailbox.
+    // Take the `join` events of later joiners now, on the joiners' few
+    // connections, so each parked poll below parks at once. Polls that
+    // returned and polled again would each take a fresh connection while
+    // the pool still held the old one, and the load generator would run
+    // out of descriptors long before the server did.
+    let mut drains = Vec::new();
+    for mut peer in joined {
+        let joiner = joiner.clone();
+        drains.push(tokio::spawn(async move {
+            let _slot = joiner.acquire().await.map_err(err)?;
+            while !peer
+                .poll(Duration::ZERO)
+                .await
+                .map_err(err)?
+                .messages
+                .is_empty()
+            {}
+            Ok::<_, String>(peer)
+        }));
+    }
+    let mut peers = Vec::with_capacity(args.clients);
+    for drain in drains {
+        peers.push(drain.await.map_err(err)??);
+    }
+    // A poll that returns anyway (with no message from a peer) polls again.
     let hold = Duration::from_secs_f64(args.hold);
     let parked_for = hold + Duration::from_secs(30);
     let received_at = Arc::new(std::sync::Mutex::new(Vec::with_capacity(args.clients)));
