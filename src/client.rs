@@ -25,7 +25,7 @@ use crate::wire::{ErrorBody, HEALTH_PATH, RoomEvent, SIGNAL_PATH, header, media,
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("HTTP: {0}")]
+    #[error("HTTP: {}", with_causes(.0))]
     Http(#[from] reqwest::Error),
     #[error("the server answered {status}: {message}")]
     Status {
@@ -34,6 +34,19 @@ pub enum ClientError {
     },
     #[error("the first poll did not start with a peers event")]
     NoPeersEvent,
+}
+
+/// An error and what caused it, as one line: reqwest's own message says
+/// only which request failed, its causes say why (refused, reset, timed out).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        line.push_str(": ");
+        line.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    line
 }
 
 /// A connection pool to one server, shared by any number of peers.
