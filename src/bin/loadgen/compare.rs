@@ -62,10 +62,15 @@ enum Workload {
     Setup {
         pairs: usize,
     },
-    /// Round trips: about 2 000 per second of the run's length.
-    Pingpong,
-    /// Idle parked polls (`--parked` of them), then one message to each.
-    Parked,
+    /// Round trips: about 2 000 per second of the run's length; with
+    /// `one_core`, the server and the load generator share CPU 0.
+    Pingpong {
+        one_core: bool,
+    },
+    /// Idle parked polls, then one message to each.
+    Parked {
+        polls: usize,
+    },
 }
 
 impl Workload {
@@ -73,15 +78,16 @@ impl Workload {
         match self {
             Workload::Stream { pairs, window } => format!("stream P={pairs} W={window}"),
             Workload::Setup { pairs } => format!("call set-up P={pairs}"),
-            Workload::Pingpong => "pingpong".to_owned(),
-            Workload::Parked => "parked".to_owned(),
+            Workload::Pingpong { one_core: false } => "pingpong".to_owned(),
+            Workload::Pingpong { one_core: true } => "pingpong, one core".to_owned(),
+            Workload::Parked { polls } => format!("parked C={polls}"),
         }
     }
 
     async fn run(self, target: &Target, seconds: f64, pid: u32) -> Outcome {
         match self {
             // Needs the server itself: see `measure`.
-            Workload::Parked => Err("parked is run by measure".to_owned()),
+            Workload::Parked { .. } => Err("parked is run by measure".to_owned()),
             Workload::Stream { pairs, window } => {
                 let args = StreamArgs {
                     pairs,
@@ -92,10 +98,14 @@ impl Workload {
                 stream(target, args, Some(pid)).await
             }
             Workload::Setup { pairs } => call::setup(target, pairs, seconds, Some(pid)).await,
-            Workload::Pingpong => {
+            Workload::Pingpong { one_core } => {
                 let args = PingpongArgs {
                     count: ((seconds * 2000.0) as usize).max(100),
                     size: 300,
+                };
+                let _pinned = match one_core {
+                    true => Some(OneCore::pin(pid)?),
+                    false => None,
                 };
                 pingpong::pingpong(target, args).await
             }
@@ -103,8 +113,46 @@ impl Workload {
     }
 }
 
+/// The server and this process (every thread of each) on CPU 0, with
+/// `taskset`, until dropped: where each wake-up is a switch on one core
+/// rather than a hop between two. The server is not unpinned: it is
+/// stopped after the measurement.
+struct OneCore {
+    all: String,
+}
+
+impl OneCore {
+    fn pin(server: u32) -> Result<OneCore, String> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        taskset("0", server)?;
+        taskset("0", std::process::id())?;
+        Ok(OneCore {
+            all: format!("0-{}", cores - 1),
+        })
+    }
+}
+
+impl Drop for OneCore {
+    fn drop(&mut self) {
+        let _ = taskset(&self.all, std::process::id());
+    }
+}
+
+fn taskset(cpus: &str, pid: u32) -> Result<(), String> {
+    let status = Command::new("taskset")
+        .args(["--all-tasks", "--pid", "--cpu-list", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("taskset: {e}"))?;
+    match status.success() {
+        true => Ok(()),
+        false => Err(format!("taskset {cpus} {pid}: {status}")),
+    }
+}
+
 const WORKLOADS: [Workload; 6] = [
-    Workload::Pingpong,
+    Workload::Pingpong { one_core: false },
+    Workload::Pingpong { one_core: true },
     Workload::Stream {
         pairs: 10,
         window: 1,
@@ -118,27 +166,23 @@ const WORKLOADS: [Workload; 6] = [
         window: 16,
     },
     Workload::Setup { pairs: 20 },
-    Workload::Parked,
 ];
 
 /// Runs one workload once on a fresh server of one kind (`parked`
 /// parked polls for the parked workload).
-async fn measure(
-    workload: Workload,
-    on_nchan: bool,
-    binary: &str,
-    seconds: f64,
-    parked: usize,
-) -> Outcome {
+async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64) -> Outcome {
     let parked_args = ParkedArgs {
-        clients: parked,
+        clients: match workload {
+            Workload::Parked { polls } => polls,
+            _ => 0,
+        },
         room_size: 4,
         hold: 2.0,
         senders: 64,
     };
     if on_nchan {
         let server = Nchan::start()?;
-        if let Workload::Parked = workload {
+        if let Workload::Parked { .. } = workload {
             return parked::on_nchan(&server, parked_args).await;
         }
         let target = Target::Nchan {
@@ -149,7 +193,7 @@ async fn measure(
     } else {
         let server = Ours::start(binary)?;
         let client = Client::new(&server.base).map_err(|e| e.to_string())?;
-        if let Workload::Parked = workload {
+        if let Workload::Parked { .. } = workload {
             return parked::parked(&client, parked_args, Some(server.child.id())).await;
         }
         let target = Target::Ours {
@@ -188,12 +232,12 @@ fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
                 false,
             ),
         ],
-        Workload::Pingpong => vec![
+        Workload::Pingpong { .. } => vec![
             ("round trips/s", "/round_trips_per_s", true),
             ("RTT p50, µs", "/rtt/p50_us", false),
             ("RTT p99, µs", "/rtt/p99_us", false),
         ],
-        Workload::Parked => vec![
+        Workload::Parked { .. } => vec![
             (
                 "server memory per parked poll, bytes",
                 "/server_bytes_per_parked_poll",
@@ -215,17 +259,19 @@ fn figures(workload: Workload) -> Vec<(&'static str, &'static str, bool)> {
     }
 }
 
-pub async fn compare(binary: &str, runs: usize, seconds: f64, parked: usize) -> Outcome {
+pub async fn compare(binary: &str, runs: usize, seconds: f64, parked: &[usize]) -> Outcome {
+    let parked = parked.iter().map(|&polls| Workload::Parked { polls });
     let mut results: Vec<(Workload, Vec<Value>, Vec<Value>)> = WORKLOADS
-        .iter()
-        .map(|&w| (w, Vec::new(), Vec::new()))
+        .into_iter()
+        .chain(parked)
+        .map(|w| (w, Vec::new(), Vec::new()))
         .collect();
     for run in 0..runs {
         for (workload, ours, theirs) in &mut results {
             // Alternate who goes first, so neither always meets a warmer
             // or a cooler machine.
             for on_nchan in [run % 2 == 1, run % 2 == 0] {
-                let report = measure(*workload, on_nchan, binary, seconds, parked).await?;
+                let report = measure(*workload, on_nchan, binary, seconds).await?;
                 eprintln!("{report}");
                 if on_nchan { &mut *theirs } else { &mut *ours }.push(report);
             }

@@ -131,9 +131,9 @@ struct CompareArgs {
     /// Seconds per measurement.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Parked polls in the parked workload.
-    #[arg(long, default_value_t = 5000)]
-    parked: usize,
+    /// Parked polls in the parked workload, one measurement per count.
+    #[arg(long, value_delimiter = ',', default_value = "5000,15000")]
+    parked: Vec<usize>,
 }
 
 #[derive(Args)]
@@ -190,7 +190,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         };
         let runs = args.runs.max(1);
-        return report(compare::compare(&server, runs, args.seconds, args.parked.max(1)).await);
+        let parked: Vec<usize> = args.parked.iter().map(|&n| n.max(1)).collect();
+        return report(compare::compare(&server, runs, args.seconds, &parked).await);
     }
     if cli.target == TargetKind::Nchan {
         let result = match (nchan::Nchan::start(), nchan::http_client()) {
