@@ -60,6 +60,19 @@ fn relay_benches(c: &mut Criterion) {
             })
         })
     });
+
+    // The same 16 messages as one POST: how the browser client sends a
+    // burst of trickled candidates.
+    let burst = vec![message.clone(); 16];
+    group.bench_function("batch_of_16_then_one_poll", |bench| {
+        bench.iter(|| {
+            rt.block_on(async {
+                a.send(Some("b"), &burst).await.expect("send");
+                let batch = b.poll(Duration::from_secs(25)).await.expect("poll");
+                assert_eq!(batch.messages.len(), 16);
+            })
+        })
+    });
     group.finish();
 }
 

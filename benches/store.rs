@@ -68,7 +68,7 @@ fn send(
     rt.block_on(store.send(SendRequest {
         sender: from.who.clone(),
         to: to.map(|m| m.who.peer.clone()),
-        data: data.clone(),
+        messages: vec![data.clone()],
         idempotency_key: None,
     }))
     .expect("send");
@@ -111,6 +111,23 @@ fn store_benches(c: &mut Criterion) {
             for _ in 0..16 {
                 send(&rt, &store, &pair[0], Some(&pair[1]), &data);
             }
+            let (next, n) = poll(&rt, &store, &pair[1]);
+            debug_assert_eq!(n, 16);
+            pair[1].since = next;
+        })
+    });
+
+    let store = MemoryStore::new(Limits::default());
+    let mut pair = room(&rt, &store, 2);
+    group.bench_function("batch_of_16_then_one_poll_of_16", |b| {
+        b.iter(|| {
+            rt.block_on(store.send(SendRequest {
+                sender: pair[0].who.clone(),
+                to: Some(pair[1].who.peer.clone()),
+                messages: vec![data.clone(); 16],
+                idempotency_key: None,
+            }))
+            .expect("send");
             let (next, n) = poll(&rt, &store, &pair[1]);
             debug_assert_eq!(n, 16);
             pair[1].since = next;

@@ -185,7 +185,9 @@ impl Peer {
         self.send_json(to, Bytes::from(body)).await
     }
 
-    /// Sends an already-encoded JSON object.
+    /// Sends an already-encoded JSON object, or an array of up to
+    /// [`crate::wire::MAX_BATCH`] of them: a batch, stored as that many
+    /// messages in order, all or none. ([`Peer::send`] of a slice is one.)
     pub async fn send_json(&self, to: Option<&str>, json: Bytes) -> Result<Receipt, ClientError> {
         let mut url = self.url();
         if let Some(to) = to {

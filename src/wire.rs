@@ -64,6 +64,10 @@ pub mod header {
     pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 }
 
+/// Messages one send may carry as a JSON array: a burst of trickled ICE
+/// candidates in one request instead of one each.
+pub const MAX_BATCH: usize = 32;
+
 /// A message body as relayed: one JSON object, kept as the sender's text and
 /// shared between the recipients of a broadcast.
 pub type Payload = Arc<RawValue>;

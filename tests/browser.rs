@@ -50,7 +50,7 @@ const CF: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
 const FC: [Engine; 2] = [Engine::Firefox, Engine::Chromium];
 const FF: [Engine; 2] = [Engine::Firefox, Engine::Firefox];
 
-const SCENARIOS: [(&str, Scenario); 26] = [
+const SCENARIOS: [(&str, Scenario); 27] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false, CC))
     }),
@@ -104,6 +104,9 @@ const SCENARIOS: [(&str, Scenario); 26] = [
     }),
     ("signal_js_recovers_from_a_server_restart", |env| {
         Box::pin(signal_js_recovers_from_a_server_restart(env))
+    }),
+    ("signal_js_sends_a_burst_as_batches", |env| {
+        Box::pin(signal_js_sends_a_burst_as_batches(env))
     }),
     ("relay_only_call_through_coturn", |env| {
         Box::pin(hostile_network::relay_only_call_through_coturn(env))
@@ -555,6 +558,67 @@ async fn two_tabs_auto_over_https(env: Env) -> Outcome {
         "HTTPS, room demo: the second tab's call connected {:.0} ms after its offer",
         slowest_connect(&connected)
     ))
+}
+
+/// signal.js on its own: sends made while one is in flight go in the next
+/// POST together, one batch per run of the same recipient, and arrive as
+/// separate messages in the order they were made.
+async fn signal_js_sends_a_burst_as_batches(env: Env) -> Outcome {
+    let server = TestServer::start().await;
+    let mut other = server.peer("burst", "other");
+    other.join().await;
+    let page = Page::open(&env, "module", &server.url("/")).await?;
+    let posts = page
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const realFetch = window.fetch;
+               let posts = 0;
+               window.fetch = (url, init) => {
+                 if (init?.method === 'POST') posts++;
+                 return realFetch(url, init);
+               };
+               import('/signal.js').then(async ({ SignalClient }) => {
+                 const client = new SignalClient({ room: 'burst', peer: 'module' });
+                 await client.join();
+                 posts = 0;
+                 // Made at once, as onicecandidate fires in a burst: the
+                 // first goes alone, the rest while it is in flight.
+                 const sends = [];
+                 for (let n = 0; n < 5; n++) sends.push(client.send({ n }, { to: 'other' }));
+                 sends.push(client.send({ n: 5 }));
+                 for (let n = 6; n < 10; n++) sends.push(client.send({ n }, { to: 'other' }));
+                 const receipts = await Promise.all(sends);
+                 done({ posts, delivered: receipts.map((r) => r.delivered.join()) });
+               });"#,
+            vec![],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let received: Vec<Value> = other
+        .poll(0.0)
+        .await
+        .iter()
+        .filter(|m| common::sender(m) == Some("module"))
+        .map(|m| common::parsed(m)["n"].clone())
+        .collect();
+    page.close().await;
+    server.shutdown().await;
+    let expected: Vec<Value> = (0..10).map(Value::from).collect();
+    if received != expected {
+        return Err(format!("other received {received:?}"));
+    }
+    // [0], [1..=4] to other, [5] to everyone, [6..=9] to other.
+    if posts["posts"] != 4 {
+        return Err(format!("10 sends took {} POSTs, not 4", posts["posts"]));
+    }
+    if posts["delivered"]
+        .as_array()
+        .is_none_or(|d| d.iter().any(|r| r != "other"))
+    {
+        return Err(format!("receipts: {}", posts["delivered"]));
+    }
+    Ok("10 sends made at once took 4 POSTs ([0], [1-4], the broadcast [5], [6-9]), received in order".into())
 }
 
 /// signal.js on its own: the server restarts under a joined client, which

@@ -77,14 +77,24 @@ async fn bad_parameters_are_400(store: Backend) {
 async fn bad_bodies_are_400(store: Backend) {
     let server = store.start().await;
     let url = server.url("/signal?room=r&peer=a");
+    let too_many = format!("[{}]", vec!["{}"; 33].join(","));
     for (body, expected) in [
         ("{not json", "not valid JSON"),
-        ("[1,2]", "one JSON object"),
+        ("[1,2]", "each message of a batch must be a JSON object"),
+        (
+            "[{\"a\":1},\"x\"]",
+            "each message of a batch must be a JSON object",
+        ),
+        ("[]", "an array of 1 to 32 JSON objects; this one has 0"),
+        (
+            too_many.as_str(),
+            "an array of 1 to 32 JSON objects; this one has 33",
+        ),
         ("\"offer\"", "one JSON object"),
         ("", "not valid JSON"),
     ] {
         let message = expect_error(
-            post(&url, "application/json", body).await,
+            post(&url, "application/json", body.to_owned()).await,
             StatusCode::BAD_REQUEST,
         )
         .await;

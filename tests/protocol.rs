@@ -377,6 +377,106 @@ async fn a_cursor_beyond_the_mailbox_resets(store: Backend) {
     assert_eq!(body.next, 1);
 }
 
+async fn a_batch_arrives_as_that_many_messages_in_order(store: Backend) {
+    let server = store.start().await;
+    let mut peers: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|p| server.peer("r", p))
+        .collect();
+    for p in &mut peers {
+        p.join().await;
+    }
+    let receipt = peers[0]
+        .send_ok(Some("b"), &json!([{"n": 1}, {"n": 2}, {"n": 3}]))
+        .await;
+    assert_eq!(receipt, receipt_of(&["b"], false));
+    let receipt = peers[0].send_ok(None, &json!([{"n": 4}, {"n": 5}])).await;
+    assert_eq!(receipt, receipt_of(&["b", "c"], false));
+    let from_a = |messages: Vec<signal_relay::wire::Message>| {
+        let from_a: Vec<_> = messages
+            .into_iter()
+            .filter(|m| sender(m) == Some("a"))
+            .collect();
+        let seqs: Vec<u64> = from_a.iter().map(|m| m.seq).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0] + 1),
+            "one seq each: {seqs:?}"
+        );
+        from_a
+            .iter()
+            .map(|m| parsed(m)["n"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from_a(peers[1].poll(0.0).await), [1, 2, 3, 4, 5]);
+    assert_eq!(from_a(peers[2].poll(0.0).await), [4, 5]);
+
+    // A batch sent to an empty room waits in the backlog, in order.
+    let mut alone = server.peer("r2", "alone");
+    alone.join().await;
+    let receipt = alone.send_ok(None, &json!([{"n": 1}, {"n": 2}])).await;
+    assert_eq!(receipt, receipt_of(&[], true));
+    let mut joiner = server.peer("r2", "joiner");
+    let first = joiner.poll(0.0).await;
+    let queued: Vec<_> = first[1..].iter().map(|m| parsed(m)["n"].clone()).collect();
+    assert_eq!(queued, [1, 2]);
+}
+
+async fn a_batch_is_stored_whole_or_not_at_all(store: Backend) {
+    let server = store
+        .with(|s| {
+            s.limits.mailbox_messages = 4;
+            s.limits.backlog_messages = 3;
+        })
+        .await;
+    let mut alice = server.peer("r", "alice");
+    let mut bob = server.peer("r", "bob");
+    alice.join().await;
+    bob.join().await;
+    bob.poll(0.0).await;
+    alice
+        .send_ok(Some("bob"), &json!([{"n": 1}, {"n": 2}, {"n": 3}]))
+        .await;
+    let refused = alice.send(Some("bob"), &json!([{"n": 4}, {"n": 5}])).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    alice.send_ok(Some("bob"), &json!({"n": 4})).await;
+    let got: Vec<_> = bob
+        .poll(0.0)
+        .await
+        .iter()
+        .map(|m| parsed(m)["n"].clone())
+        .collect();
+    assert_eq!(got, [1, 2, 3, 4], "nothing of the refused batch");
+
+    // The backlog likewise.
+    let mut alone = server.peer("r2", "alone");
+    alone.join().await;
+    alone.send_ok(None, &json!([{"n": 1}, {"n": 2}])).await;
+    let refused = alone.send(None, &json!([{"n": 3}, {"n": 4}])).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let mut joiner = server.peer("r2", "joiner");
+    assert_eq!(joiner.poll(0.0).await.len(), 1 + 2, "peers, then 1 and 2");
+
+    // A retried batch is stored once.
+    let mut carol = server.peer("r3", "carol");
+    let mut dave = server.peer("r3", "dave");
+    carol.join().await;
+    dave.join().await;
+    dave.poll(0.0).await;
+    for _ in 0..2 {
+        let reply = carol
+            .client
+            .post(carol.signal_url("&to=dave"))
+            .header(header::PEER_TOKEN, carol.token.clone().unwrap())
+            .header(header::IDEMPOTENCY_KEY, "candidates-1")
+            .json(&json!([{"n": 1}, {"n": 2}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(dave.poll(0.0).await.len(), 2, "the batch once");
+}
+
 async fn an_idempotent_retry_is_stored_once(store: Backend) {
     let server = store.start().await;
     let mut alice = server.peer("r", "alice");
@@ -664,6 +764,8 @@ on_every_store!(
     a_foreign_epoch_resets,
     a_restarted_server_resets_its_clients,
     a_cursor_beyond_the_mailbox_resets,
+    a_batch_arrives_as_that_many_messages_in_order,
+    a_batch_is_stored_whole_or_not_at_all,
     an_idempotent_retry_is_stored_once,
     raw_sdp_is_wrapped_like_a_session_description,
     every_signal_reply_is_no_store_and_cors_is_off_by_default,

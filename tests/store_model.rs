@@ -280,7 +280,9 @@ fn send_request(from: usize, to: Option<usize>, data: &str) -> SendRequest {
     SendRequest {
         sender: who(from),
         to: to.map(|t| Name::parse(&name(t)).expect("valid")),
-        data: Arc::from(RawValue::from_string(data.to_owned()).expect("json")),
+        messages: vec![Arc::from(
+            RawValue::from_string(data.to_owned()).expect("json"),
+        )],
         idempotency_key: None,
     }
 }

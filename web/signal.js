@@ -20,6 +20,8 @@
 const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
 /** The page events on which the client leaves the room (see join). */
 const LEAVE_EVENTS = ['beforeunload', 'pagehide'];
+// Messages one POST may carry (the server's MAX_BATCH, docs/protocol.md).
+const MAX_BATCH = 32;
 
 /** An HTTP error the server (or a proxy) answered with. */
 export class SignalError extends Error {
@@ -72,7 +74,9 @@ export class SignalClient extends EventTarget {
     this.epoch = null;
     this.online = false;
     this.stopped = new AbortController();
-    this.sendChain = Promise.resolve();
+    // Sends waiting for the one in flight: { data, to, resolve, reject }.
+    this.outbox = [];
+    this.sending = false;
     this.onPageClose = () => this.leave();
   }
 
@@ -168,14 +172,38 @@ export class SignalClient extends EventTarget {
 
   /**
    * Sends `data` (a JSON object) to `to`, or to everyone else in the room.
-   * Sends are queued so they arrive in the order they were made, and
-   * retried with one Idempotency-Key, so a retry is never stored twice.
-   * Resolves with the server's receipt {delivered, queued}.
+   * One send is in flight at a time, so messages arrive in the order they
+   * were made; whatever is made meanwhile for the same recipient goes in
+   * the next POST as one batch (a burst of trickled candidates costs one or
+   * two requests, not one each). Each POST is retried with one
+   * Idempotency-Key, so a retry is never stored twice. Resolves with the
+   * server's receipt {delivered, queued} for the POST that carried it.
    */
   send(data, { to } = {}) {
-    const attempt = this.sendChain.then(() => this.sendNow(data, to));
-    this.sendChain = attempt.catch(() => {});
-    return attempt;
+    return new Promise((resolve, reject) => {
+      this.outbox.push({ data, to, resolve, reject });
+      if (!this.sending) this.flush();
+    });
+  }
+
+  async flush() {
+    this.sending = true;
+    while (this.outbox.length > 0) {
+      const to = this.outbox[0].to;
+      let count = 1;
+      while (count < this.outbox.length && count < MAX_BATCH && this.outbox[count].to === to) {
+        count++;
+      }
+      const sends = this.outbox.splice(0, count);
+      const body = count === 1 ? sends[0].data : sends.map((send) => send.data);
+      try {
+        const receipt = await this.sendNow(body, to);
+        for (const send of sends) send.resolve(receipt);
+      } catch (error) {
+        for (const send of sends) send.reject(error);
+      }
+    }
+    this.sending = false;
   }
 
   async sendNow(data, to) {

@@ -412,16 +412,16 @@ impl<S: Store> Api<S> {
         };
         let idempotency_key = idempotency_key(request.headers())?;
         let body = self.read_body(request).await?;
-        let data = match sdp_type {
-            Some(sdp_type) => wrap_sdp(sdp_type, &body)?,
-            None => json_object(&body)?,
+        let messages = match sdp_type {
+            Some(sdp_type) => vec![wrap_sdp(sdp_type, &body)?],
+            None => json_messages(&body)?,
         };
         let sent = self
             .store
             .send(SendRequest {
                 sender,
                 to,
-                data,
+                messages,
                 idempotency_key,
             })
             .await?;
@@ -512,14 +512,42 @@ fn attach_token(reply: &mut Reply, token: Option<&Token>) {
     }
 }
 
+/// A JSON body: one object, or an array of 1 to [`wire::MAX_BATCH`]
+/// objects sent as that many messages. Each is kept as the sender's text.
+fn json_messages(body: &[u8]) -> Result<Vec<Payload>, ApiError> {
+    let first = body.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Ok(vec![json_object(body)?]);
+    }
+    let batch: Vec<Box<RawValue>> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    if batch.is_empty() || batch.len() > wire::MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "a batch is an array of 1 to {} JSON objects; this one has {}",
+            wire::MAX_BATCH,
+            batch.len()
+        )));
+    }
+    batch
+        .into_iter()
+        .map(|raw| checked_object(raw, "each message of a batch must be a JSON object"))
+        .collect()
+}
+
 /// A JSON body that is one object, kept as the sender's text.
 fn json_object(body: &[u8]) -> Result<Payload, ApiError> {
     let raw: Box<RawValue> = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    checked_object(
+        raw,
+        "the body must be one JSON object, like {\"type\":\"offer\",\"sdp\":\"...\"}, or an array of them",
+    )
+}
+
+/// `raw` as a message, if it is an object nested no deeper than allowed.
+fn checked_object(raw: Box<RawValue>, not_an_object: &str) -> Result<Payload, ApiError> {
     if !raw.get().starts_with('{') {
-        return Err(ApiError::bad_request(
-            "the body must be one JSON object, like {\"type\":\"offer\",\"sdp\":\"...\"}",
-        ));
+        return Err(ApiError::bad_request(not_an_object));
     }
     if nesting_depth(raw.get()) > MAX_JSON_DEPTH {
         return Err(ApiError::bad_request(format!(
@@ -642,6 +670,23 @@ mod tests {
     fn json_bodies() {
         assert!(json_object(br#" {"type":"offer"} "#).is_ok());
         assert!(json_object(b"[]").is_err());
+        let batch = json_messages(br#" [{"n":1}, {"n":2}] "#).unwrap();
+        assert_eq!(
+            batch.iter().map(|m| m.get()).collect::<Vec<_>>(),
+            [r#"{"n":1}"#, r#"{"n":2}"#]
+        );
+        assert!(json_messages(b"[]").is_err());
+        assert!(json_messages(br#"[{"n":1}, 2]"#).is_err());
+        assert!(json_messages(br#"[{"n":1}, [{}]]"#).is_err());
+        let many = format!("[{}]", vec!["{}"; wire::MAX_BATCH + 1].join(","));
+        assert!(json_messages(many.as_bytes()).is_err());
+        let most = format!("[{}]", vec!["{}"; wire::MAX_BATCH].join(","));
+        assert_eq!(
+            json_messages(most.as_bytes()).unwrap().len(),
+            wire::MAX_BATCH
+        );
+        let deep = format!("[{{\"a\":{}{}}}]", "[".repeat(64), "]".repeat(64));
+        assert!(json_messages(deep.as_bytes()).is_err());
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
         assert!(json_object(deep.as_bytes()).is_err());
         let ok = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));

@@ -371,7 +371,7 @@ impl<S: Store> Api<S> {
             .send(SendRequest {
                 sender: me.clone(),
                 to: Some(peer.clone()),
-                data,
+                messages: vec![data],
                 idempotency_key: None,
             })
             .await

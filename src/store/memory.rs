@@ -202,7 +202,7 @@ impl MemoryStore {
         let SendRequest {
             sender,
             to,
-            data,
+            messages,
             idempotency_key,
         } = request;
         let now = Instant::now();
@@ -235,10 +235,11 @@ impl MemoryStore {
                 .filter(|&i| Some(i) != sender_index)
                 .collect(),
         };
-        let size = data.get().len();
+        let count = messages.len();
+        let size: usize = messages.iter().map(|data| data.get().len()).sum();
         if let Some(&full) = recipients
             .iter()
-            .find(|&&i| !room.peers[i].has_room_for(size, limits))
+            .find(|&&i| !room.peers[i].has_room_for(count, size, limits))
         {
             return Err(StoreError::MailboxFull {
                 peer: room.peers[full].peer.clone(),
@@ -247,13 +248,13 @@ impl MemoryStore {
         let queued = recipients.is_empty();
         if queued {
             room.expire_backlog(now, limits);
-            if room.backlog.len() >= limits.backlog_messages {
+            if room.backlog.len() + count > limits.backlog_messages {
                 return Err(StoreError::BacklogFull {
                     room: sender.room.clone(),
                 });
             }
         }
-        let cost = recipients.len().max(1) * (size + MESSAGE_OVERHEAD);
+        let cost = recipients.len().max(1) * (size + count * MESSAGE_OVERHEAD);
         if self.stored_bytes() + cost > limits.stored_bytes {
             return Err(StoreError::StoreFull {
                 max: limits.stored_bytes,
@@ -269,20 +270,22 @@ impl MemoryStore {
             .iter()
             .map(|&i| {
                 let mailbox = &mut room.peers[i];
-                mailbox.push(Some(sender.peer.clone()), data.clone());
+                for data in &messages {
+                    mailbox.push(Some(sender.peer.clone()), data.clone());
+                }
                 mailbox.peer.clone()
             })
             .collect();
         if queued {
-            room.backlog.push_back(Queued {
+            room.backlog.extend(messages.into_iter().map(|data| Queued {
                 from: sender.peer.clone(),
                 data,
                 at: now,
-            });
+            }));
         }
         self.metrics
             .relayed
-            .inc_by(recipients.len().max(usize::from(queued)) as u64);
+            .inc_by((recipients.len().max(usize::from(queued)) * count) as u64);
         let receipt = Receipt { delivered, queued };
         if let Some(key) = idempotency_key {
             room.record_receipt(sender.peer, key, receipt.clone(), now);
@@ -697,9 +700,10 @@ impl Mailbox {
         }
     }
 
-    fn has_room_for(&self, size: usize, limits: &Limits) -> bool {
-        self.messages.len() < limits.mailbox_messages
-            && self.bytes + size + MESSAGE_OVERHEAD <= limits.mailbox_bytes
+    /// Whether `count` more messages of `size` bytes in all fit.
+    fn has_room_for(&self, count: usize, size: usize, limits: &Limits) -> bool {
+        self.messages.len() + count <= limits.mailbox_messages
+            && self.bytes + size + count * MESSAGE_OVERHEAD <= limits.mailbox_bytes
     }
 
     /// Appends a message and wakes a parked poll. Room events go through

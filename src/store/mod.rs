@@ -63,7 +63,10 @@ pub struct SendRequest {
     pub sender: Credentials,
     /// `Some(peer)` for a direct message, `None` for everyone else in the room.
     pub to: Option<Name>,
-    pub data: Payload,
+    /// One message, or a batch (at most [`crate::wire::MAX_BATCH`]): each
+    /// is stored as its own message, in this order, and the batch is
+    /// all-or-nothing like a single send.
+    pub messages: Vec<Payload>,
     /// A retry with the same key within [`IDEMPOTENCY_WINDOW`] is stored once
     /// and gets the first receipt again.
     pub idempotency_key: Option<Box<str>>,

@@ -267,10 +267,17 @@ end
 
 if op == 'send' then
   -- sender, token hash ('' = none), token hash to adopt on joining, epoch for
-  -- a new mailbox, to ('' = everyone else), data, idempotency key ('' = none)
+  -- a new mailbox, to ('' = everyone else), idempotency key ('' = none), then
+  -- the messages (one, or a batch stored in order, all or nothing)
   -- -> {'ok', issued, queued, fresh, delivered...}
-  local sender, th, join_th, new_epoch, to, data, key =
-    ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+  local sender, th, join_th, new_epoch, to, key =
+    ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local messages, size = {}, 0
+  for i = 10, #ARGV do
+    messages[#messages + 1] = ARGV[i]
+    size = size + #ARGV[i]
+  end
+  local count = #messages
   local auth = authenticate(sender, th)
   if auth ~= 'present' and auth ~= 'absent' then return {auth} end
   local field = sender .. ' ' .. key
@@ -308,16 +315,17 @@ if op == 'send' then
   end
   for _, p in ipairs(recipients) do
     local bytes = tonumber(redis.call('HGET', peer_key(p), 'bytes'))
-    if redis.call('LLEN', box_key(p)) >= MAX_MSGS or bytes + #data + OVERHEAD > MAX_BYTES then
+    if redis.call('LLEN', box_key(p)) + count > MAX_MSGS
+        or bytes + size + count * OVERHEAD > MAX_BYTES then
       return {'mailbox_full', p}
     end
   end
   local queued = #recipients == 0
   if queued then
     expire_backlog()
-    if redis.call('LLEN', BACKLOG) >= BACKLOG_MSGS then return {'backlog_full'} end
+    if redis.call('LLEN', BACKLOG) + count > BACKLOG_MSGS then return {'backlog_full'} end
   end
-  local cost = math.max(#recipients, 1) * (#data + OVERHEAD)
+  local cost = math.max(#recipients, 1) * (size + count * OVERHEAD)
   if tonumber(redis.call('GET', BYTES) or 0) + OTHER_BYTES + cost > STORED_BYTES then
     return {'store_full'}
   end
@@ -328,11 +336,15 @@ if op == 'send' then
     issued = 1
   end
   for _, p in ipairs(recipients) do
-    push(p, sender, data)
+    for _, data in ipairs(messages) do
+      push(p, sender, data)
+    end
   end
   if queued then
-    redis.call('RPUSH', BACKLOG, now .. ' ' .. #data .. ' ' .. sender .. ' ' .. data)
-    add_bytes(#data + OVERHEAD)
+    for _, data in ipairs(messages) do
+      redis.call('RPUSH', BACKLOG, now .. ' ' .. #data .. ' ' .. sender .. ' ' .. data)
+      add_bytes(#data + OVERHEAD)
+    end
     redis.call('SADD', ROOMS, room)
   end
   local receipt = (queued and '1' or '0')

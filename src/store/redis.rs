@@ -464,26 +464,21 @@ impl Store for RedisStore {
         let SendRequest {
             sender,
             to,
-            data,
+            messages,
             idempotency_key,
         } = request;
         let tokens = TokenArgs::new(&sender.token);
-        let reply = self
-            .engine
-            .call(
-                "send",
-                &sender.room,
-                &[
-                    &sender.peer,
-                    &tokens.presented,
-                    &tokens.to_adopt_digest,
-                    &new_epoch(),
-                    to.as_deref().unwrap_or(""),
-                    data.get(),
-                    idempotency_key.as_deref().unwrap_or(""),
-                ],
-            )
-            .await?;
+        let epoch = new_epoch();
+        let mut args: Vec<&str> = vec![
+            &sender.peer,
+            &tokens.presented,
+            &tokens.to_adopt_digest,
+            &epoch,
+            to.as_deref().unwrap_or(""),
+            idempotency_key.as_deref().unwrap_or(""),
+        ];
+        args.extend(messages.iter().map(|data| data.get()));
+        let reply = self.engine.call("send", &sender.room, &args).await?;
         replies::check(&reply, &sender, &self.limits)?;
         let flag = |i: usize| reply.get(i).is_some_and(|f| f == "1");
         let (issued, queued, fresh) = (flag(1), flag(2), flag(3));
@@ -495,7 +490,7 @@ impl Store for RedisStore {
         if fresh {
             self.metrics
                 .relayed
-                .inc_by(delivered.len().max(usize::from(queued)) as u64);
+                .inc_by((delivered.len().max(usize::from(queued)) * messages.len()) as u64);
         }
         Ok(Sent {
             receipt: Receipt { delivered, queued },

@@ -1,10 +1,12 @@
 //! The call set-up workload, the job the server exists for: pairs of
 //! peers, each pair in a loop of join, offer, answer, 8 trickled ICE
-//! candidates each way, and leave. The same message pattern on either
-//! target (on nchan, a channel per peer, and a leave deletes it).
+//! candidates each way, and leave. The same messages on either target (on
+//! nchan, a channel per peer, and a leave deletes it); ours gets the
+//! candidates as the browser client sends them, nchan one publish each.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -106,18 +108,7 @@ async fn one_call(target: &Target, id: &str) -> Result<CallOutcome, String> {
     send(&to_a, "answer", 0).await?;
     tally.expect(&mut a_inbox, "answer", 1).await?;
     // Both trickle at once, as two browsers do, each reading the other's.
-    let a_side = async {
-        for n in 0..CANDIDATES {
-            send(&to_b, "candidate", n).await?;
-        }
-        Ok::<_, String>(())
-    };
-    let b_side = async {
-        for n in 0..CANDIDATES {
-            send(&to_a, "candidate", n).await?;
-        }
-        Ok::<_, String>(())
-    };
+    let (a_side, b_side) = (trickle(&to_b), trickle(&to_a));
     let mut a_tally = Tally::default();
     let mut b_tally = Tally::default();
     let (sent_a, sent_b, got_a, got_b) = tokio::join!(
@@ -140,7 +131,22 @@ async fn one_call(target: &Target, id: &str) -> Result<CallOutcome, String> {
     })
 }
 
+/// Sends [`CANDIDATES`] candidates found at once, as `web/signal.js` sends
+/// them: the first at once, and the rest, made while it was in flight, in
+/// the next request as one batch. On nchan, one publish each.
+async fn trickle(outbox: &Outbox) -> Result<(), String> {
+    send(outbox, "candidate", 0).await?;
+    let rest = (1..CANDIDATES)
+        .map(|n| signal("candidate", n))
+        .collect::<Result<_, _>>()?;
+    outbox.send_batch(rest).await
+}
+
 async fn send(outbox: &Outbox, kind: &str, n: usize) -> Result<(), String> {
+    outbox.send(signal(kind, n)?).await
+}
+
+fn signal(kind: &str, n: usize) -> Result<Bytes, String> {
     // About the size of a real offer's SDP, and of a candidate line.
     let sdp = if kind == "candidate" { 90 } else { 2000 };
     let body = serde_json::to_vec(&Signal {
@@ -149,7 +155,7 @@ async fn send(outbox: &Outbox, kind: &str, n: usize) -> Result<(), String> {
         sdp: "x".repeat(sdp),
     })
     .map_err(err)?;
-    outbox.send(body.into()).await
+    Ok(body.into())
 }
 
 #[derive(Default)]

@@ -106,6 +106,34 @@ impl Outbox {
             Outbox::Nchan(publisher) => publisher.send(body).await,
         }
     }
+
+    /// Sends `bodies` in order: on ours as one batch (a JSON array, one
+    /// request), on nchan one publish each (it has no batch publish).
+    pub async fn send_batch(&self, bodies: Vec<Bytes>) -> Result<(), String> {
+        match self {
+            Outbox::Ours { peer, to } => {
+                let mut array = Vec::with_capacity(bodies.iter().map(|b| b.len() + 1).sum());
+                array.push(b'[');
+                for (i, body) in bodies.iter().enumerate() {
+                    if i > 0 {
+                        array.push(b',');
+                    }
+                    array.extend_from_slice(body);
+                }
+                array.push(b']');
+                peer.send_json(Some(to), array.into())
+                    .await
+                    .map(drop)
+                    .map_err(err)
+            }
+            Outbox::Nchan(publisher) => {
+                for body in bodies {
+                    publisher.send(body).await?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A mailbox's reading end.

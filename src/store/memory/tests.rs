@@ -37,7 +37,7 @@ fn send_req(from: &str, token: &Token, to: Option<&str>, body: Value) -> SendReq
     SendRequest {
         sender: who(from, Some(token)),
         to: to.map(name),
-        data: payload(body),
+        messages: vec![payload(body)],
         idempotency_key: None,
     }
 }
