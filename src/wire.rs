@@ -95,6 +95,22 @@ pub struct Batch {
     pub reset: bool,
 }
 
+impl Batch {
+    /// About the length of this batch as JSON, a little over rather than
+    /// under: the payloads, and a generous allowance for the rest.
+    pub fn encoded_len_hint(&self) -> usize {
+        let per_message = r#"{"seq":18446744073709551615,"from":"","data":},"#.len();
+        let messages: usize = self
+            .messages
+            .iter()
+            .map(|m| per_message + m.from.as_ref().map_or(0, |f| f.len()) + m.data.get().len())
+            .sum();
+        let envelope =
+            r#"{"messages":[],"next":18446744073709551615,"epoch":"","reset":true}"#.len();
+        envelope + self.epoch.len() + messages
+    }
+}
+
 /// The reply to `POST /signal` (202).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {

@@ -202,8 +202,19 @@ impl From<Refusal> for ApiError {
 /// fail (plain structs, strings and already-validated raw JSON), so a
 /// failure is a bug and becomes a plain 500 rather than a panic.
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let (status, bytes) = match serde_json::to_vec(body) {
-        Ok(bytes) => (status, bytes),
+    json_response_sized(status, body, 128)
+}
+
+/// [`json_response`] for a body of about `size_hint` bytes, written into one
+/// allocation of that size rather than grown (and copied) step by step.
+pub fn json_response_sized(
+    status: StatusCode,
+    body: &impl Serialize,
+    size_hint: usize,
+) -> Response<Full<Bytes>> {
+    let mut bytes = Vec::with_capacity(size_hint);
+    let (status, bytes) = match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => (status, bytes),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             br#"{"error":"the server failed to encode its reply"}"#.to_vec(),
