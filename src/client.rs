@@ -75,6 +75,11 @@ impl Client {
         }
     }
 
+    /// The server's base URL, as given (without a trailing `/`).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `GET /healthz`: one bare HTTP exchange, the floor under every figure.
     pub async fn health(&self) -> Result<(), ClientError> {
         let response = self

@@ -259,6 +259,11 @@ pub struct Config {
     /// idle connection stays open.
     #[arg(long, env = "SIGNAL_HEADER_TIMEOUT", value_name = "SECS", default_value = "10", value_parser = parse_duration)]
     pub header_timeout: Duration,
+
+    /// Threads serving connections, each an event loop that a room's
+    /// connections share; one per core when not given.
+    #[arg(long, env = "SIGNAL_EVENT_LOOPS", value_name = "N")]
+    pub event_loops: Option<usize>,
 }
 
 impl Config {
@@ -303,6 +308,9 @@ impl Config {
             },
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
+            event_loops: self
+                .event_loops
+                .unwrap_or_else(crate::settings::one_per_core),
         };
         settings.validate()?;
         Ok(settings)

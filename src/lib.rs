@@ -20,6 +20,7 @@ pub mod api;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod config;
+pub mod event_loops;
 pub mod metrics;
 pub mod name;
 pub mod server;

@@ -5,7 +5,9 @@ use clap::Parser;
 use signal_relay::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
+// Connections are served on the server's own event loops (one per core);
+// this thread only accepts, places connections and sweeps.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()

@@ -28,7 +28,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
+use crate::api::request_line::room_named_by;
 use crate::api::{Api, ApiSettings};
+use crate::event_loops::EventLoops;
 use crate::metrics::Metrics;
 use crate::settings::{Settings, StoreChoice};
 use crate::store::{MemoryStore, RedisStore, RedisStoreError, Store, sweep_interval};
@@ -60,6 +62,9 @@ const LISTEN_BACKLOG: u32 = 4096;
 /// Pause after an accept error (e.g. out of file descriptors) before trying
 /// again, so the loop waits for capacity instead of spinning on the error.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Bytes of a new connection read (without taking them) to find the room
+/// its first request names: a request line of signaling fits well within.
+const PLACEMENT_PEEK: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -71,6 +76,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     Store(#[from] RedisStoreError),
+    #[error("cannot start the event loops: {0}")]
+    EventLoops(io::Error),
 }
 
 /// A bound, ready server. [`Server::run`] serves until its shutdown future
@@ -100,6 +107,8 @@ struct AcceptLoop<S: Store> {
     admission: Arc<Admission>,
     /// One permit per open connection: at the cap, accepting pauses.
     connections: Arc<Semaphore>,
+    /// Where connections are served; this task only accepts and places.
+    loops: Arc<EventLoops>,
     header_timeout: Duration,
     handshake_timeout: Duration,
     sweep_every: Duration,
@@ -154,9 +163,11 @@ impl Server {
             WebRoot::Dir(dir) => dir.display().to_string(),
         };
         let tls_on = tls.is_some();
+        let loops = EventLoops::start(settings.event_loops).map_err(StartError::EventLoops)?;
         let parts = Parts {
             listener,
             tls,
+            loops,
             api,
             metrics: metrics.clone(),
             admission,
@@ -212,6 +223,7 @@ impl Server {
 struct Parts<'a> {
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
+    loops: EventLoops,
     api: ApiSettings,
     metrics: Arc<Metrics>,
     admission: Arc<Admission>,
@@ -234,6 +246,7 @@ impl Parts<'_> {
             api,
             admission: self.admission,
             connections: Arc::new(Semaphore::new(self.settings.max_connections)),
+            loops: Arc::new(self.loops),
             header_timeout: self.settings.header_timeout,
             handshake_timeout: self
                 .settings
@@ -260,6 +273,7 @@ impl<S: Store> AcceptLoop<S> {
             api,
             admission,
             connections,
+            loops,
             header_timeout,
             handshake_timeout,
             sweep_every,
@@ -290,7 +304,8 @@ impl<S: Store> AcceptLoop<S> {
                         watcher: graceful.watcher(),
                         _permit: permit,
                     };
-                    tokio::spawn(connection.serve(stream, remote, tls.clone()));
+                    let loops = loops.clone();
+                    tokio::spawn(connection.place(stream, remote, tls.clone(), loops));
                 }
                 Err(error) => {
                     warn!(%error, "accept failed; pausing before the next accept");
@@ -314,6 +329,8 @@ impl<S: Store> AcceptLoop<S> {
         {
             warn!("some connections were still busy after {SHUTDOWN_GRACE:?}; closing them");
         }
+        // Stops the loops, dropping what still runs there.
+        drop(loops);
         info!("shut down");
     }
 }
@@ -396,22 +413,59 @@ struct Connection<S: Store> {
 }
 
 impl<S: Store> Connection<S> {
-    async fn serve(self, stream: TcpStream, remote: SocketAddr, tls: Option<TlsAcceptor>) {
+    /// Runs where the connection was accepted, only until its first bytes
+    /// are in: then hands it to the event loop that serves it, its room's
+    /// home when the first request line names one. Over TLS nothing can
+    /// be read before the handshake, so the loop is the next in turn.
+    async fn place(
+        self,
+        stream: TcpStream,
+        remote: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        loops: Arc<EventLoops>,
+    ) {
         // Signaling messages are small and latency-bound.
         let _ = stream.set_nodelay(true);
-        match tls {
+        let home = match tls {
+            Some(_) => loops.any(),
             None => {
                 // A client that connects and says nothing is dropped here;
                 // once bytes flow, hyper's header timeout takes over.
                 // (`peek` waits for a byte; `readable` may report readiness
-                // spuriously.)
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(self.header_timeout, stream.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {}
+                // spuriously.) One peek, never a loop waiting for more: the
+                // socket stays readable, so a loop would spin.
+                let mut head = [0u8; PLACEMENT_PEEK];
+                let peeked = tokio::time::timeout(self.header_timeout, stream.peek(&mut head));
+                match peeked.await {
+                    Ok(Ok(n)) if n > 0 => match room_named_by(&head[..n]) {
+                        Some(room) => loops.home_of(&room),
+                        None => loops.any(),
+                    },
                     _ => return debug!(%remote, "connection sent nothing in time; closed"),
                 }
-                Box::pin(self.serve_with(Protocol::Sniffed, stream, remote)).await;
             }
+        };
+        // Registered with the home loop's reactor, so its wake-ups are
+        // local to that thread.
+        match stream.into_std() {
+            Ok(stream) => drop(home.spawn(self.serve(stream, remote, tls))),
+            Err(error) => debug!(%remote, %error, "connection lost while being placed"),
+        }
+    }
+
+    /// Serves a placed connection on the loop it runs on.
+    async fn serve(
+        self,
+        stream: std::net::TcpStream,
+        remote: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => return debug!(%remote, %error, "cannot register a placed connection"),
+        };
+        match tls {
+            None => Box::pin(self.serve_with(Protocol::Sniffed, stream, remote)).await,
             // Boxed, so a plain connection's task does not reserve room
             // for a TLS session.
             Some(acceptor) => Box::pin(self.serve_tls(acceptor, stream, remote)).await,
@@ -458,13 +512,14 @@ impl<S: Store> Connection<S> {
 }
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt;
+
     use super::*;
 
-    /// A connection's task lives as long as the connection: the TLS session
-    /// and hyper's connection are boxed so that it stays small (1 784 bytes
-    /// when a TLS handshake and a cloned builder were inline).
-    #[tokio::test]
-    async fn a_connections_task_stays_small() {
+    fn connection(
+        graceful: &GracefulShutdown,
+        permits: &Arc<Semaphore>,
+    ) -> Connection<MemoryStore> {
         let store = Arc::new(MemoryStore::new(crate::store::Limits::default()));
         let admission = Arc::new(Admission::new(0, 0, Vec::new(), 0));
         let api = Arc::new(Api::new(
@@ -473,19 +528,73 @@ mod tests {
             Arc::default(),
             admission,
         ));
-        let graceful = GracefulShutdown::new();
-        let connection = Connection {
+        Connection {
             api,
-            protocols: Arc::new(Protocols::new(Duration::from_secs(1))),
-            header_timeout: Duration::from_secs(1),
-            handshake_timeout: Duration::from_secs(1),
+            protocols: Arc::new(Protocols::new(Duration::from_secs(5))),
+            header_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
             watcher: graceful.watcher(),
-            _permit: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
-        };
+            _permit: permits.clone().try_acquire_owned().unwrap(),
+        }
+    }
+
+    /// Connections whose first request names one room are all served on
+    /// its home loop; connections naming none are dealt out in turn.
+    #[tokio::test]
+    async fn a_rooms_connections_meet_on_its_home_loop() {
+        let loops = Arc::new(EventLoops::start(2).unwrap());
+        let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(16));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut clients = Vec::new();
+        let open = |first_line: String| {
+            let listener = &listener;
+            let loops = loops.clone();
+            let connection = connection(&graceful, &permits);
+            async move {
+                let mut client = TcpStream::connect(addr).await.unwrap();
+                let head = format!("{first_line}\r\nHost: relay\r\n\r\n");
+                client.write_all(head.as_bytes()).await.unwrap();
+                let (stream, remote) = listener.accept().await.unwrap();
+                connection.place(stream, remote, None, loops).await;
+                client
+            }
+        };
+        for peer in ["a", "b", "c", "d"] {
+            let line = format!("GET /signal?room=demo&peer={peer}&since=0 HTTP/1.1");
+            clients.push(open(line).await);
+        }
+        for _ in 0..4 {
+            clients.push(open("GET /healthz HTTP/1.1".to_owned()).await);
+        }
+        let home = loops.home_of("demo").id();
+        let expected = |id| if id == home { 4 + 2 } else { 2 };
+        // Each connection is one task for as long as it is open.
+        for handle in loops.handles() {
+            let want = expected(handle.id());
+            let mut alive = handle.metrics().num_alive_tasks();
+            for _ in 0..100 {
+                if alive == want {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                alive = handle.metrics().num_alive_tasks();
+            }
+            assert_eq!(alive, want, "connections on loop {}", handle.id());
+        }
+        drop(clients);
+    }
+
+    /// A connection's task lives as long as the connection: the TLS session
+    /// and hyper's connection are boxed so that it stays small (1 784 bytes
+    /// when a TLS handshake and a cloned builder were inline).
+    #[tokio::test]
+    async fn a_connections_task_stays_small() {
+        let graceful = GracefulShutdown::new();
+        let connection = connection(&graceful, &Arc::new(Semaphore::new(1)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let task = connection.serve(stream, "127.0.0.1:1".parse().unwrap(), None);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 768, "a connection's task is {size} bytes");

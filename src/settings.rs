@@ -45,6 +45,9 @@ pub struct Settings {
     pub max_connections: usize,
     /// Time to send request headers; also how long an idle connection stays.
     pub header_timeout: Duration,
+    /// Threads that serve connections, each an event loop of its own that
+    /// a room's connections share (see [`crate::event_loops`]).
+    pub event_loops: usize,
 }
 
 impl Default for Settings {
@@ -59,8 +62,14 @@ impl Default for Settings {
             admission: AdmissionSettings::default(),
             max_connections: 18_000,
             header_timeout: Duration::from_secs(10),
+            event_loops: one_per_core(),
         }
     }
+}
+
+/// As many event loops as the process may run threads at once.
+pub fn one_per_core() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// Certificate, key, and how a missing pair is generated.
@@ -183,6 +192,7 @@ impl Settings {
             ("--max-rooms", limits.rooms),
             ("--max-body", api.max_body),
             ("--max-connections", self.max_connections),
+            ("--event-loops", self.event_loops),
         ] {
             if value == 0 {
                 return Err(format!("{flag} must be at least 1"));

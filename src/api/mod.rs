@@ -5,6 +5,7 @@
 mod cors;
 mod error;
 mod params;
+pub mod request_line;
 mod sdpfrag;
 pub mod whip;
 

@@ -181,7 +181,7 @@ impl<'q> Params<'q> {
 /// `form_urlencoded::parse` reads them (empty pairs skipped, a missing `=`
 /// is an empty value), but a pair with nothing to decode is borrowed
 /// rather than checked byte by byte for escapes and UTF-8.
-fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+pub(super) fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     // Cut at ASCII bytes, so every piece is text: no UTF-8 check.
     query
         .split('&')

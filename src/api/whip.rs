@@ -115,6 +115,16 @@ pub fn parse_path(path: &str) -> Option<Result<(Kind, Target), ApiError>> {
     Some(read_target(rest, not_found).map(|target| (kind, target)))
 }
 
+/// The room segment of a `/whip/…` or `/whep/…` path, unchecked: where
+/// the connection is placed, not what the request may do.
+pub fn room_segment(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix(wire::WHIP_PREFIX)
+        .or_else(|| path.strip_prefix(wire::WHEP_PREFIX))?;
+    let room = rest.split('/').next()?;
+    (!room.is_empty()).then_some(room)
+}
+
 fn read_target(rest: &str, not_found: impl Fn() -> ApiError) -> Result<Target, ApiError> {
     let name = |segment: &str| Name::parse(segment).map_err(|_| not_found());
     let segments: Vec<&str> = rest.split('/').collect();

@@ -42,9 +42,12 @@ pub async fn setup(
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..concurrent {
-        let target = target.clone();
+        // Two browsers making call after call: connections are reused
+        // across calls, never shared with another worker's.
+        let target = target.own_pools();
         let base = base.clone();
         workers.spawn(async move {
+            let target = target?;
             let mut times = Latencies::new();
             let (mut calls, mut lost, mut duplicated) = (0u64, 0u64, 0u64);
             while Instant::now() < stop_at {

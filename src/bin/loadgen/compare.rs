@@ -185,8 +185,10 @@ async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64)
         if let Workload::Parked { .. } = workload {
             return parked::on_nchan(&server, parked_args).await;
         }
+        let http = nchan::http_client()?;
         let target = Target::Nchan {
-            http: nchan::http_client()?,
+            senders: http.clone(),
+            receivers: http,
             base: server.base.clone(),
         };
         workload.run(&target, seconds, server.pid()).await

@@ -197,7 +197,8 @@ async fn main() -> std::process::ExitCode {
         let result = match (nchan::Nchan::start(), nchan::http_client()) {
             (Ok(server), Ok(http)) => {
                 let target = Target::Nchan {
-                    http,
+                    senders: http.clone(),
+                    receivers: http,
                     base: server.base.clone(),
                 };
                 let pid = Some(server.pid());

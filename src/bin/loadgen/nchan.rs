@@ -172,15 +172,21 @@ impl Subscriber {
     }
 }
 
-/// Both ends of the channel `id`, on the nchan at `base`.
-pub fn channel(http: &reqwest::Client, base: &str, id: &str) -> (Publisher, Subscriber) {
+/// Both ends of the channel `id`, on the nchan at `base`: publishing
+/// through the pool `publishing`, subscribing through `subscribing`.
+pub fn channel(
+    publishing: &reqwest::Client,
+    subscribing: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> (Publisher, Subscriber) {
     (
         Publisher {
-            http: http.clone(),
+            http: publishing.clone(),
             url: format!("{base}/pub?id={id}"),
         },
         Subscriber {
-            http: http.clone(),
+            http: subscribing.clone(),
             url: format!("{base}/sub?id={id}"),
             publisher_url: format!("{base}/pub?id={id}"),
             last_modified: None,

@@ -149,7 +149,7 @@ pub async fn on_nchan(server: &Nchan, args: ParkedArgs) -> Outcome {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let (publisher, mut subscriber) =
-            nchan::channel(&http, &server.base, &format!("{base}-{i}"));
+            nchan::channel(&http, &http, &server.base, &format!("{base}-{i}"));
         publishers.push(publisher);
         let received_at = received_at.clone();
         polls.push(tokio::spawn(async move {

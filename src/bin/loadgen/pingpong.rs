@@ -14,7 +14,8 @@ use crate::target::{Outbox, Target};
 use crate::{Outcome, PingpongArgs, Probe, err, floor_samples, now_us, unique_room};
 
 pub async fn pingpong(target: &Target, args: PingpongArgs) -> Outcome {
-    let [(to_b, mut a_inbox), (to_a, mut b_inbox)] = target.call(&unique_room("pingpong")).await?;
+    let [(to_b, mut a_inbox), (to_a, mut b_inbox)] =
+        target.own_pools()?.call(&unique_room("pingpong")).await?;
     // b echoes everything from a back to a, until told to stop.
     let echo = tokio::spawn(async move {
         let mut posts = tokio::task::JoinSet::new();

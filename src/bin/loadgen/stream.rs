@@ -21,7 +21,8 @@ pub async fn stream(target: &Target, args: StreamArgs, server_pid: Option<u32>) 
     let sent = Arc::new(AtomicU64::new(0));
     let mut pairs = Vec::new();
     for p in 0..args.pairs {
-        pairs.push(target.pair(&format!("{room_base}-{p}"), "tx", "rx").await?);
+        let own = target.own_pools()?;
+        pairs.push(own.pair(&format!("{room_base}-{p}"), "tx", "rx").await?);
     }
     let cpu_before = server_pid.and_then(cpu_seconds);
     let own_cpu_before = cpu_seconds(std::process::id());

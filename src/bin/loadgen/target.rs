@@ -1,6 +1,10 @@
 //! The server a workload runs against, and one mailbox's two ends on it:
 //! our `/signal` (a room whose peers post to each other), or nginx+nchan
 //! (one channel per receiving mailbox).
+//!
+//! Each peer has a connection pool of its own, as each is a browser of its
+//! own: requests of different rooms never share a connection, on either
+//! server.
 
 use std::time::Duration;
 
@@ -15,8 +19,13 @@ pub enum Target {
     /// Ours: senders post through one instance, receivers poll another
     /// (the same one unless `--receive-url` names a second).
     Ours { senders: Client, receivers: Client },
-    /// nginx+nchan: one channel per receiving mailbox.
-    Nchan { http: reqwest::Client, base: String },
+    /// nginx+nchan: one channel per receiving mailbox; publishing to the
+    /// receiver goes through `senders`, subscribing through `receivers`.
+    Nchan {
+        senders: reqwest::Client,
+        receivers: reqwest::Client,
+        base: String,
+    },
 }
 
 impl Target {
@@ -24,6 +33,22 @@ impl Target {
         match self {
             Target::Ours { .. } => "signal-relay",
             Target::Nchan { .. } => "nchan",
+        }
+    }
+
+    /// The same servers through fresh connection pools: what the peers of
+    /// one pair or call use, as the browsers of one call share nothing.
+    pub fn own_pools(&self) -> Result<Target, String> {
+        match self {
+            Target::Ours { senders, receivers } => Ok(Target::Ours {
+                senders: Client::new(senders.base()).map_err(err)?,
+                receivers: Client::new(receivers.base()).map_err(err)?,
+            }),
+            Target::Nchan { base, .. } => Ok(Target::Nchan {
+                senders: nchan::http_client()?,
+                receivers: nchan::http_client()?,
+                base: base.clone(),
+            }),
         }
     }
 
@@ -47,8 +72,13 @@ impl Target {
                     },
                 ))
             }
-            Target::Nchan { http, base } => {
-                let (publisher, subscriber) = nchan::channel(http, base, &format!("{id}-{to}"));
+            Target::Nchan {
+                senders,
+                receivers,
+                base,
+            } => {
+                let id = format!("{id}-{to}");
+                let (publisher, subscriber) = nchan::channel(senders, receivers, base, &id);
                 Ok((Outbox::Nchan(publisher), Inbox::Nchan(subscriber)))
             }
         }
@@ -57,12 +87,13 @@ impl Target {
 
 impl Target {
     /// The two peers of one call in room `id`: for each, its way into the
-    /// other's mailbox and its own mailbox. On ours both join.
+    /// other's mailbox and its own mailbox. On ours both join. Peer `a`
+    /// uses the `senders` pool, `b` the `receivers` one.
     pub async fn call(&self, id: &str) -> Result<[(Outbox, Inbox); 2], String> {
         match self {
-            Target::Ours { senders, .. } => {
+            Target::Ours { senders, receivers } => {
                 let mut a = Peer::new(senders, id, "a");
-                let mut b = Peer::new(senders, id, "b");
+                let mut b = Peer::new(receivers, id, "b");
                 a.join().await.map_err(err)?;
                 b.join().await.map_err(err)?;
                 let ends = |peer: Peer, other: &str| {
@@ -78,9 +109,13 @@ impl Target {
                 };
                 Ok([ends(a, "b"), ends(b, "a")])
             }
-            Target::Nchan { http, base } => {
-                let (to_b, b_inbox) = nchan::channel(http, base, &format!("{id}-b"));
-                let (to_a, a_inbox) = nchan::channel(http, base, &format!("{id}-a"));
+            Target::Nchan {
+                senders: a,
+                receivers: b,
+                base,
+            } => {
+                let (to_b, b_inbox) = nchan::channel(a, b, base, &format!("{id}-b"));
+                let (to_a, a_inbox) = nchan::channel(b, a, base, &format!("{id}-a"));
                 Ok([
                     (Outbox::Nchan(to_b), Inbox::Nchan(a_inbox)),
                     (Outbox::Nchan(to_a), Inbox::Nchan(b_inbox)),
