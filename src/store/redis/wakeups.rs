@@ -226,98 +226,15 @@ impl Drop for Registration {
 /// The subscriber task's end of [`Waiters`]' command queue.
 pub struct Commands(mpsc::UnboundedReceiver<Command>);
 
-/// Keeps this instance subscribed to the channels its waiters need,
-/// reconnecting with backoff. Whenever the subscription drops or comes
-/// back, every local parked poll is woken to re-read Redis.
+/// Keeps this instance subscribed to the channels its waiters need on one
+/// Redis (classic pub/sub), reconnecting with backoff.
 pub async fn keep_subscribed(
     client: Client,
     waiters: Arc<Waiters>,
-    mut commands: Commands,
+    commands: Commands,
     metrics: Arc<Metrics>,
 ) {
-    let mut backoff = RESUBSCRIBE_MIN;
-    let mut was_up = true;
-    let mut prune_every = tokio::time::interval(LINGER / 2);
-    loop {
-        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await
-        {
-            Ok(connected) => connected.map_err(|e| e.to_string()),
-            Err(_) => Err("timed out".to_owned()),
-        };
-        let pubsub = match connected {
-            Ok(pubsub) => pubsub,
-            Err(error) => {
-                if was_up {
-                    warn!(%error, "cannot reach Redis; retrying");
-                }
-                was_up = false;
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
-                continue;
-            }
-        };
-        let (mut sink, mut messages) = pubsub.split();
-        // Every channel a waiter has, again: this connection is new.
-        let keys: Vec<Box<str>> = waiters.by_mailbox.iter().map(|w| w.key().clone()).collect();
-        if !keys.is_empty() && resubscribe(&mut sink, &keys).await.is_err() {
-            sleep(backoff).await;
-            continue;
-        }
-        waiters.confirm(keys.iter().map(|k| &**k));
-        if !was_up {
-            info!("Redis is reachable again");
-        }
-        backoff = RESUBSCRIBE_MIN;
-        waiters.subscribed.send_replace(true);
-        waiters.wake_all();
-        let lost = loop {
-            tokio::select! {
-                message = messages.next() => match message {
-                    Some(message) => {
-                        metrics.wakeups_received.inc();
-                        waiters.wake(message.get_channel_name(), message.get_payload_bytes());
-                    }
-                    None => break "the connection closed",
-                },
-                command = commands.0.recv() => match command {
-                    Some(Command::Subscribe(key)) => {
-                        if sink.subscribe(&*key).await.is_err() {
-                            break "a subscribe failed";
-                        }
-                        waiters.confirm([&*key]);
-                    }
-                    Some(Command::Unsubscribe(key)) => {
-                        if sink.unsubscribe(&*key).await.is_err() {
-                            break "an unsubscribe failed";
-                        }
-                    }
-                    // The store is gone.
-                    None => return,
-                },
-                _ = prune_every.tick() => waiters.prune(Instant::now()),
-            }
-        };
-        waiters.subscribed.send_replace(false);
-        waiters.wake_all();
-        warn!(
-            reason = lost,
-            "lost the Redis subscription: parked polls end, requests get 503 until Redis is back"
-        );
-        was_up = false;
-        sleep(backoff).await;
-    }
-}
-
-/// Subscribes a new connection to `keys`, in batches of one command each.
-async fn resubscribe(
-    sink: &mut redis::aio::PubSubSink,
-    keys: &[Box<str>],
-) -> Result<(), RedisError> {
-    for batch in keys.chunks(512) {
-        let batch: Vec<&str> = batch.iter().map(|k| &**k).collect();
-        sink.subscribe(batch).await?;
-    }
-    Ok(())
+    stay_subscribed(Single(client), waiters, commands, metrics).await;
 }
 
 /// [`keep_subscribed`] for a Cluster: sharded pub/sub through the cluster
@@ -332,7 +249,147 @@ async fn resubscribe(
 /// owner.
 pub async fn keep_sharded_subscribed(
     client: ClusterClient,
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+    waiters: Arc<Waiters>,
+    commands: Commands,
+    metrics: Arc<Metrics>,
+) {
+    stay_subscribed(Sharded { client, pushes }, waiters, commands, metrics).await;
+}
+
+/// What happened on a subscription.
+enum Heard {
+    /// A notification on `channel`.
+    Message { channel: String, payload: Vec<u8> },
+    /// Some notifications may have been missed (a node reconnected).
+    Gap,
+    /// The server dropped `channel` (its slot moved): subscribe again.
+    Dropped(String),
+    /// Nothing to act on.
+    Other,
+    /// The connection is lost: reconnect.
+    Lost,
+    /// The client is gone, and so is the store.
+    Gone,
+}
+
+/// One way to subscribe: classic pub/sub on one Redis, or sharded pub/sub
+/// in a Cluster. [`stay_subscribed`] holds the one reconnect rule for both.
+trait Transport {
+    /// What commands go through (subscribe, unsubscribe).
+    type Sink;
+    /// Where notifications arrive, per connection.
+    type Heard;
+    /// Names what is reached, in logs.
+    const REACHES: &'static str;
+    async fn connect(&self) -> Result<(Self::Sink, Self::Heard), RedisError>;
+    /// Subscribes a new connection to every channel in `keys`.
+    async fn subscribe_all(sink: &mut Self::Sink, keys: &[Box<str>]) -> Result<(), RedisError>;
+    async fn subscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError>;
+    async fn unsubscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError>;
+    async fn next(&mut self, heard: &mut Self::Heard) -> Heard;
+}
+
+struct Single(Client);
+
+impl Transport for Single {
+    type Sink = redis::aio::PubSubSink;
+    type Heard = redis::aio::PubSubStream;
+    const REACHES: &'static str = "Redis";
+
+    async fn connect(&self) -> Result<(Self::Sink, Self::Heard), RedisError> {
+        Ok(self.0.get_async_pubsub().await?.split())
+    }
+
+    /// In batches, one command each.
+    async fn subscribe_all(sink: &mut Self::Sink, keys: &[Box<str>]) -> Result<(), RedisError> {
+        for batch in keys.chunks(512) {
+            let batch: Vec<&str> = batch.iter().map(|k| &**k).collect();
+            sink.subscribe(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn subscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError> {
+        sink.subscribe(key).await
+    }
+
+    async fn unsubscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError> {
+        sink.unsubscribe(key).await
+    }
+
+    async fn next(&mut self, heard: &mut Self::Heard) -> Heard {
+        match heard.next().await {
+            Some(message) => Heard::Message {
+                channel: message.get_channel_name().to_owned(),
+                payload: message.get_payload_bytes().to_vec(),
+            },
+            None => Heard::Lost,
+        }
+    }
+}
+
+struct Sharded {
+    client: ClusterClient,
+    /// Every connection's pushes, for the client's whole life.
+    pushes: mpsc::UnboundedReceiver<PushInfo>,
+}
+
+impl Transport for Sharded {
+    type Sink = redis::cluster_async::ClusterConnection;
+    type Heard = ();
+    const REACHES: &'static str = "the Redis Cluster";
+
+    async fn connect(&self) -> Result<(Self::Sink, ()), RedisError> {
+        Ok((self.client.get_async_connection().await?, ()))
+    }
+
+    /// One SSUBSCRIBE per channel: channels of different slots cannot share
+    /// one. They go out at once over the multiplexed connections.
+    async fn subscribe_all(sink: &mut Self::Sink, keys: &[Box<str>]) -> Result<(), RedisError> {
+        let subscribed = futures_util::future::join_all(keys.iter().map(|key| {
+            let mut connection = sink.clone();
+            async move { connection.ssubscribe(&**key).await }
+        }))
+        .await;
+        subscribed.into_iter().collect()
+    }
+
+    async fn subscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError> {
+        sink.ssubscribe(key).await
+    }
+
+    async fn unsubscribe(sink: &mut Self::Sink, key: &str) -> Result<(), RedisError> {
+        sink.sunsubscribe(key).await
+    }
+
+    async fn next(&mut self, (): &mut ()) -> Heard {
+        let Some(push) = self.pushes.recv().await else {
+            return Heard::Gone;
+        };
+        match push.kind {
+            PushKind::SMessage => match push_channel(&push) {
+                Some(channel) => Heard::Message {
+                    channel,
+                    payload: match push.data.get(1) {
+                        Some(Value::BulkString(bytes)) => bytes.clone(),
+                        _ => Vec::new(),
+                    },
+                },
+                None => Heard::Other,
+            },
+            PushKind::Disconnection => Heard::Gap,
+            PushKind::SUnsubscribe => push_channel(&push).map_or(Heard::Other, Heard::Dropped),
+            _ => Heard::Other,
+        }
+    }
+}
+
+/// Keeps this instance subscribed to the channels its waiters need,
+/// reconnecting with backoff. Whenever the subscription drops or comes
+/// back, every local parked poll is woken to re-read Redis.
+async fn stay_subscribed<T: Transport>(
+    mut transport: T,
     waiters: Arc<Waiters>,
     mut commands: Commands,
     metrics: Arc<Metrics>,
@@ -341,16 +398,15 @@ pub async fn keep_sharded_subscribed(
     let mut was_up = true;
     let mut prune_every = tokio::time::interval(LINGER / 2);
     loop {
-        let connected =
-            match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection()).await {
-                Ok(connected) => connected.map_err(|e| e.to_string()),
-                Err(_) => Err("timed out".to_owned()),
-            };
-        let mut connection = match connected {
+        let connected = match tokio::time::timeout(CONNECT_TIMEOUT, transport.connect()).await {
+            Ok(connected) => connected.map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        };
+        let (mut sink, mut heard) = match connected {
             Ok(connection) => connection,
             Err(error) => {
                 if was_up {
-                    warn!(%error, "cannot reach the Redis Cluster; retrying");
+                    warn!(%error, "cannot reach {}; retrying", T::REACHES);
                 }
                 was_up = false;
                 sleep(backoff).await;
@@ -358,64 +414,49 @@ pub async fn keep_sharded_subscribed(
                 continue;
             }
         };
-        // One SSUBSCRIBE per channel: channels of different slots cannot
-        // share one. They go out at once over the multiplexed connections.
+        // Every channel a waiter has, again: this connection is new.
         let keys: Vec<Box<str>> = waiters.by_mailbox.iter().map(|w| w.key().clone()).collect();
-        let subscribed = futures_util::future::join_all(keys.iter().map(|key| {
-            let mut connection = connection.clone();
-            async move { connection.ssubscribe(&**key).await }
-        }))
-        .await;
-        if subscribed.iter().any(Result::is_err) {
+        if !keys.is_empty() && T::subscribe_all(&mut sink, &keys).await.is_err() {
             sleep(backoff).await;
             continue;
         }
         waiters.confirm(keys.iter().map(|k| &**k));
         if !was_up {
-            info!("the Redis Cluster is reachable again");
+            info!("{} is reachable again", T::REACHES);
         }
         backoff = RESUBSCRIBE_MIN;
         waiters.subscribed.send_replace(true);
         waiters.wake_all();
         let lost = loop {
             tokio::select! {
-                push = pushes.recv() => match push {
-                    Some(push) => match push.kind {
-                        PushKind::SMessage => {
-                            metrics.wakeups_received.inc();
-                            if let Some(channel) = push_channel(&push) {
-                                let payload = match push.data.get(1) {
-                                    Some(Value::BulkString(bytes)) => bytes.as_slice(),
-                                    _ => &[],
-                                };
-                                waiters.wake(&channel, payload);
-                            }
+                heard = transport.next(&mut heard) => match heard {
+                    Heard::Message { channel, payload } => {
+                        metrics.wakeups_received.inc();
+                        waiters.wake(&channel, &payload);
+                    }
+                    Heard::Gap => waiters.wake_all(),
+                    Heard::Dropped(channel) => {
+                        if waiters.by_mailbox.contains_key(channel.as_str()) {
+                            let _ = waiters.commands.send(Command::Subscribe(channel.into()));
                         }
-                        PushKind::Disconnection => waiters.wake_all(),
-                        PushKind::SUnsubscribe => {
-                            if let Some(channel) = push_channel(&push)
-                                && waiters.by_mailbox.contains_key(channel.as_str())
-                            {
-                                let _ = waiters.commands.send(Command::Subscribe(channel.into()));
-                            }
-                        }
-                        _ => {}
-                    },
-                    // The client is gone, and so is the store.
-                    None => return,
+                    }
+                    Heard::Other => {}
+                    Heard::Lost => break "the connection closed",
+                    Heard::Gone => return,
                 },
                 command = commands.0.recv() => match command {
                     Some(Command::Subscribe(key)) => {
-                        if connection.ssubscribe(&*key).await.is_err() {
+                        if T::subscribe(&mut sink, &key).await.is_err() {
                             break "a subscribe failed";
                         }
                         waiters.confirm([&*key]);
                     }
                     Some(Command::Unsubscribe(key)) => {
-                        if connection.sunsubscribe(&*key).await.is_err() {
+                        if T::unsubscribe(&mut sink, &key).await.is_err() {
                             break "an unsubscribe failed";
                         }
                     }
+                    // The store is gone.
                     None => return,
                 },
                 _ = prune_every.tick() => waiters.prune(Instant::now()),
@@ -425,7 +466,8 @@ pub async fn keep_sharded_subscribed(
         waiters.wake_all();
         warn!(
             reason = lost,
-            "lost the Redis Cluster subscription: parked polls end, requests get 503 until it is back"
+            "lost the subscription to {}: parked polls end, requests get 503 until it is back",
+            T::REACHES
         );
         was_up = false;
         sleep(backoff).await;
