@@ -1,11 +1,14 @@
 //! The listening socket, connections, and their orderly end.
 //!
-//! Each accepted connection gets one task, served by hyper-util's
-//! `server::conn::auto` (HTTP/1.1 and HTTP/2; over TLS, the protocol ALPN
-//! chose). Shutdown is a first-class path: stop accepting, refuse new
-//! sends, end parked polls with an empty batch, let clients collect what
-//! was accepted before the close for [`SHUTDOWN_DRAIN`], let in-flight
-//! requests finish, and return within [`SHUTDOWN_GRACE`] after that.
+//! Each accepted connection gets one task on one of the
+//! [`EventLoops`], its room's home when its first request line names one,
+//! served by hyper-util's `server::conn::auto` (HTTP/1.1 and HTTP/2; over
+//! TLS, the protocol ALPN chose).
+//!
+//! Shutdown is a first-class path: stop accepting, refuse new sends, end
+//! parked polls with an empty batch, let clients collect what was accepted
+//! before the close for [`SHUTDOWN_DRAIN`], let in-flight requests finish,
+//! and return within [`SHUTDOWN_GRACE`] after that, then stop the loops.
 
 use std::convert::Infallible;
 use std::future::Future;
