@@ -70,15 +70,6 @@ impl EventLoops {
         })
     }
 
-    /// How many loops run.
-    pub fn len(&self) -> usize {
-        self.loops.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.loops.is_empty()
-    }
-
     /// The loop that serves `room`'s connections: the same one for every
     /// connection naming it.
     pub fn home_of(&self, room: &str) -> &Handle {

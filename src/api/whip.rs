@@ -99,13 +99,7 @@ pub enum Target {
 
 /// Reads `/whip/…` or `/whep/…`; `None` for any other path.
 pub fn parse_path(path: &str) -> Option<Result<(Kind, Target), ApiError>> {
-    let (kind, rest) = if let Some(rest) = path.strip_prefix(wire::WHIP_PREFIX) {
-        (Kind::Whip, rest)
-    } else if let Some(rest) = path.strip_prefix(wire::WHEP_PREFIX) {
-        (Kind::Whep, rest)
-    } else {
-        return None;
-    };
+    let (kind, rest) = split_prefix(path)?;
     let not_found = || {
         ApiError::not_found(format!(
             "no {0} resource at {path}: post offers to /{0}/ROOM/PEER",
@@ -118,11 +112,19 @@ pub fn parse_path(path: &str) -> Option<Result<(Kind, Target), ApiError>> {
 /// The room segment of a `/whip/…` or `/whep/…` path, unchecked: where
 /// the connection is placed, not what the request may do.
 pub fn room_segment(path: &str) -> Option<&str> {
-    let rest = path
-        .strip_prefix(wire::WHIP_PREFIX)
-        .or_else(|| path.strip_prefix(wire::WHEP_PREFIX))?;
+    let (_, rest) = split_prefix(path)?;
     let room = rest.split('/').next()?;
     (!room.is_empty()).then_some(room)
+}
+
+/// Which of the two routes `path` is on, and what follows its prefix.
+fn split_prefix(path: &str) -> Option<(Kind, &str)> {
+    if let Some(rest) = path.strip_prefix(wire::WHIP_PREFIX) {
+        Some((Kind::Whip, rest))
+    } else {
+        path.strip_prefix(wire::WHEP_PREFIX)
+            .map(|rest| (Kind::Whep, rest))
+    }
 }
 
 fn read_target(rest: &str, not_found: impl Fn() -> ApiError) -> Result<Target, ApiError> {
