@@ -259,8 +259,8 @@ pub async fn keep_sharded_subscribed(
 
 /// What happened on a subscription.
 enum Heard {
-    /// A notification on `channel`.
-    Message { channel: String, payload: Vec<u8> },
+    /// A notification.
+    Message(Notification),
     /// Some notifications may have been missed (a node reconnected).
     Gap,
     /// The server dropped `channel` (its slot moved): subscribe again.
@@ -271,6 +271,29 @@ enum Heard {
     Lost,
     /// The client is gone, and so is the store.
     Gone,
+}
+
+/// A notification as it arrived, read in place: a hand-over carries a
+/// whole poll reply, which is not copied on its way to the waiter.
+enum Notification {
+    Classic(redis::Msg),
+    Sharded { channel: String, payload: Vec<u8> },
+}
+
+impl Notification {
+    fn channel(&self) -> &str {
+        match self {
+            Notification::Classic(message) => message.get_channel_name(),
+            Notification::Sharded { channel, .. } => channel,
+        }
+    }
+
+    fn payload(&self) -> &[u8] {
+        match self {
+            Notification::Classic(message) => message.get_payload_bytes(),
+            Notification::Sharded { payload, .. } => payload,
+        }
+    }
 }
 
 /// One way to subscribe: classic pub/sub on one Redis, or sharded pub/sub
@@ -320,10 +343,7 @@ impl Transport for Single {
 
     async fn next(&mut self, heard: &mut Self::Heard) -> Heard {
         match heard.next().await {
-            Some(message) => Heard::Message {
-                channel: message.get_channel_name().to_owned(),
-                payload: message.get_payload_bytes().to_vec(),
-            },
+            Some(message) => Heard::Message(Notification::Classic(message)),
             None => Heard::Lost,
         }
     }
@@ -364,22 +384,22 @@ impl Transport for Sharded {
     }
 
     async fn next(&mut self, (): &mut ()) -> Heard {
-        let Some(push) = self.pushes.recv().await else {
+        let Some(PushInfo { kind, data }) = self.pushes.recv().await else {
             return Heard::Gone;
         };
-        match push.kind {
-            PushKind::SMessage => match push_channel(&push) {
-                Some(channel) => Heard::Message {
-                    channel,
-                    payload: match push.data.get(1) {
-                        Some(Value::BulkString(bytes)) => bytes.clone(),
-                        _ => Vec::new(),
-                    },
+        // Taken apart, not cloned: the payload may be a whole poll reply.
+        let mut data = data.into_iter();
+        let channel = data.next().and_then(channel_name);
+        match (kind, channel) {
+            (PushKind::SMessage, Some(channel)) => Heard::Message(Notification::Sharded {
+                channel,
+                payload: match data.next() {
+                    Some(Value::BulkString(bytes)) => bytes,
+                    _ => Vec::new(),
                 },
-                None => Heard::Other,
-            },
-            PushKind::Disconnection => Heard::Gap,
-            PushKind::SUnsubscribe => push_channel(&push).map_or(Heard::Other, Heard::Dropped),
+            }),
+            (PushKind::Disconnection, _) => Heard::Gap,
+            (PushKind::SUnsubscribe, Some(channel)) => Heard::Dropped(channel),
             _ => Heard::Other,
         }
     }
@@ -430,9 +450,9 @@ async fn stay_subscribed<T: Transport>(
         let lost = loop {
             tokio::select! {
                 heard = transport.next(&mut heard) => match heard {
-                    Heard::Message { channel, payload } => {
+                    Heard::Message(notification) => {
                         metrics.wakeups_received.inc();
-                        waiters.wake(&channel, &payload);
+                        waiters.wake(notification.channel(), notification.payload());
                     }
                     Heard::Gap => waiters.wake_all(),
                     Heard::Dropped(channel) => {
@@ -475,10 +495,10 @@ async fn stay_subscribed<T: Transport>(
 }
 
 /// The channel a sharded pub/sub push is about (its first element).
-fn push_channel(push: &PushInfo) -> Option<String> {
-    match push.data.first()? {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
+fn channel_name(first: Value) -> Option<String> {
+    match first {
+        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+        Value::SimpleString(text) => Some(text),
         _ => None,
     }
 }
