@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 use signal_relay::client::Client;
 
-use crate::nchan::{self, Nchan};
+use crate::nchan::Nchan;
 use crate::stats::round;
 use crate::target::Target;
 use crate::{
@@ -185,12 +185,7 @@ async fn measure(workload: Workload, on_nchan: bool, binary: &str, seconds: f64)
         if let Workload::Parked { .. } = workload {
             return parked::on_nchan(&server, parked_args).await;
         }
-        let http = nchan::http_client()?;
-        let target = Target::Nchan {
-            senders: http.clone(),
-            receivers: http,
-            base: server.base.clone(),
-        };
+        let target = Target::on_nchan(&server.base)?;
         workload.run(&target, seconds, server.pid()).await
     } else {
         let server = Ours::start(binary)?;

@@ -194,13 +194,10 @@ async fn main() -> std::process::ExitCode {
         return report(compare::compare(&server, runs, args.seconds, &parked).await);
     }
     if cli.target == TargetKind::Nchan {
-        let result = match (nchan::Nchan::start(), nchan::http_client()) {
-            (Ok(server), Ok(http)) => {
-                let target = Target::Nchan {
-                    senders: http.clone(),
-                    receivers: http,
-                    base: server.base.clone(),
-                };
+        let started = nchan::Nchan::start()
+            .and_then(|server| Target::on_nchan(&server.base).map(|target| (server, target)));
+        let result = match started {
+            Ok((server, target)) => {
                 let pid = Some(server.pid());
                 match cli.workload {
                     Workload::Stream(args) => stream(&target, args, pid).await,
@@ -212,7 +209,7 @@ async fn main() -> std::process::ExitCode {
                     _ => Err("--target nchan runs every workload but floor and soak".to_owned()),
                 }
             }
-            (Err(error), _) | (_, Err(error)) => Err(error),
+            Err(error) => Err(error),
         };
         return report(result);
     }

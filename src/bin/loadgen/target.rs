@@ -36,6 +36,15 @@ impl Target {
         }
     }
 
+    /// The nginx+nchan at `base`, a pool for each side.
+    pub fn on_nchan(base: &str) -> Result<Target, String> {
+        Ok(Target::Nchan {
+            senders: nchan::http_client()?,
+            receivers: nchan::http_client()?,
+            base: base.to_owned(),
+        })
+    }
+
     /// The same servers through fresh connection pools: what the peers of
     /// one pair or call use, as the browsers of one call share nothing.
     pub fn own_pools(&self) -> Result<Target, String> {
@@ -44,11 +53,7 @@ impl Target {
                 senders: Client::new(senders.base()).map_err(err)?,
                 receivers: Client::new(receivers.base()).map_err(err)?,
             }),
-            Target::Nchan { base, .. } => Ok(Target::Nchan {
-                senders: nchan::http_client()?,
-                receivers: nchan::http_client()?,
-                base: base.clone(),
-            }),
+            Target::Nchan { base, .. } => Target::on_nchan(base),
         }
     }
 
