@@ -5,13 +5,13 @@
 //! sender's POST wakes the receiver's parked poll. On tokio's work-stealing
 //! runtime those two tasks sit on different threads about half the time,
 //! and every hand-over between them is a futex wake, a context switch and
-//! a steal, which cost more than the request itself (measured, stream
-//! P=10 W=1: 53 µs of server CPU per message on two workers, 32 µs on
-//! one). So each loop here is a current-thread runtime on its own thread,
-//! nothing is stolen, and a connection is served on its room's *home*
-//! loop, chosen from its first request line. A room's peers then meet on
-//! one thread and a relay is a local wake, while rooms spread across
-//! cores.
+//! a steal. So each loop here is a current-thread runtime on its own
+//! thread, nothing is stolen, and a connection is served on its room's
+//! *home* loop, chosen from its first request line. A room's peers then
+//! meet on one thread and a relay is a local wake, while rooms spread
+//! across cores. (Measured, stream P=10 W=1 on a 2-core VM: 0.55 futex
+//! calls and 26–28 µs of server CPU per message on two work-stealing
+//! workers; 0 futex calls and 20–23 µs on two of these loops.)
 //!
 //! The home is a placement, never a rule of delivery: the store is shared
 //! by every loop, so a connection served elsewhere (a browser reusing one
