@@ -33,6 +33,7 @@ fn room(rt: &Runtime, store: &MemoryStore, n: usize) -> Vec<Member> {
             room: Name::parse("bench").expect("name"),
             peer: Name::parse(&format!("p{i}")).expect("name"),
             token: Some(Token::generate()),
+            may_claim: true,
         };
         members.push(Member { who, since: 0 });
     }

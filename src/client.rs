@@ -99,6 +99,10 @@ pub struct Peer {
     room: String,
     name: String,
     token: String,
+    /// A join ticket, for a server that requires one: presented until the
+    /// name is claimed, and again after a poll finds it lost.
+    ticket: Option<String>,
+    claimed: bool,
     since: u64,
     epoch: Option<String>,
 }
@@ -110,8 +114,27 @@ impl Peer {
             room: room.to_owned(),
             name: name.to_owned(),
             token: Token::generate().expose().to_owned(),
+            ticket: None,
+            claimed: false,
             since: 0,
             epoch: None,
+        }
+    }
+
+    /// The same peer presenting a join ticket (docs/protocol.md, *Tickets*)
+    /// where it claims its name: on its first requests, and on the poll
+    /// after one that found the name lost (a `401`), so a retried poll
+    /// rejoins.
+    pub fn with_ticket(mut self, ticket: impl Into<String>) -> Peer {
+        self.ticket = Some(ticket.into());
+        self
+    }
+
+    /// The ticket, where this request may have to claim the name.
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.ticket {
+            Some(ticket) if !self.claimed => request.bearer_auth(ticket),
+            _ => request,
         }
     }
 
@@ -160,14 +183,21 @@ impl Peer {
         if let Some(epoch) = &self.epoch {
             url.push_str(&format!("&{}={epoch}", query::EPOCH));
         }
+        let request = self.client.http.get(url);
         let response = self
-            .client
-            .http
-            .get(url)
+            .authorize(request)
             .header(header::PEER_TOKEN, &self.token)
             .send()
             .await?;
-        let body = check(response).await?;
+        let unauthorized = response.status() == reqwest::StatusCode::UNAUTHORIZED;
+        let body = check(response).await.inspect_err(|_| {
+            // Our name was lost (we expired, the server restarted): the
+            // next poll claims it again with the ticket.
+            if unauthorized {
+                self.claimed = false;
+            }
+        })?;
+        self.claimed = true;
         let batch: Batch = serde_json::from_slice(&body).map_err(|e| ClientError::Status {
             status: reqwest::StatusCode::OK,
             message: format!("unreadable batch: {e}"),
@@ -198,10 +228,9 @@ impl Peer {
         if let Some(to) = to {
             url.push_str(&format!("&{}={to}", query::TO));
         }
+        let request = self.client.http.post(url);
         let response = self
-            .client
-            .http
-            .post(url)
+            .authorize(request)
             .header(header::PEER_TOKEN, &self.token)
             .header("Content-Type", media::JSON)
             .body(json)

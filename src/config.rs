@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use crate::api::whip::WhipToken;
 use crate::api::{ApiSettings, Cors};
@@ -15,6 +15,9 @@ use crate::settings::{AdmissionSettings, Settings, StoreChoice, TlsSettings};
 use crate::store::{Limits, RedisTarget};
 use crate::turn::{TurnMinter, TurnSecret, parse_turn_url};
 use crate::web::WebRoot;
+
+mod ticket;
+pub use ticket::{TicketCommand, TicketKeyFlags, invite_link};
 
 /// Where container platforms (Cloud Run, Fly.io, Heroku, Knative) put the
 /// port they route to.
@@ -28,6 +31,9 @@ pub const PORT_VARIABLE: &str = "PORT";
 #[derive(Debug, Clone, Parser)]
 #[command(name = "signal-relay", version, about, long_about = None)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address and port to listen on; `0.0.0.0:3000` accepts other machines.
     /// Default: `0.0.0.0:$PORT` when the PORT variable is set (as container
     /// platforms do), else 127.0.0.1:3000.
@@ -143,6 +149,9 @@ pub struct Config {
     /// server may publish to or play from a room's pages.
     #[arg(long, env = "SIGNAL_WHIP_TOKEN", value_name = "TOKEN", hide_env_values = true, value_parser = WhipToken::new)]
     pub whip_token: Option<WhipToken>,
+
+    #[command(flatten)]
+    pub tickets: TicketKeyFlags,
 
     /// How long a poll parks when it gives no `timeout`.
     #[arg(long, env = "SIGNAL_POLL_TIMEOUT", value_name = "SECS", default_value = "25", value_parser = parse_duration)]
@@ -266,6 +275,14 @@ pub struct Config {
     pub event_loops: Option<usize>,
 }
 
+/// What the binary can do besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a join ticket signed with the ticket secret (--ticket-secret-file
+    /// or SIGNAL_TICKET_SECRET_FILE), or with --url an invite link.
+    Ticket(TicketCommand),
+}
+
 impl Config {
     /// The typed settings these flags describe, with `PORT` read from the
     /// environment; also reads the TURN secret file. Checks what single
@@ -298,6 +315,7 @@ impl Config {
                 hsts: self.hsts,
                 whip_timeout: self.whip_timeout,
                 whip_token: self.whip_token.clone(),
+                tickets: self.tickets.keys()?,
             },
             limits: self.limits(),
             admission: AdmissionSettings {
@@ -445,13 +463,17 @@ pub fn parse_ice_servers(text: &str) -> Result<IceServers, String> {
     Ok(IceServers(servers))
 }
 
-/// Parses `25`, `0.5`, `2s` or `500ms`.
+/// Parses `25`, `0.5`, `2s`, `500ms`, `10m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
         (ms, 1e-3)
     } else if let Some(s) = text.strip_suffix('s') {
         (s, 1.0)
+    } else if let Some(m) = text.strip_suffix('m') {
+        (m, 60.0)
+    } else if let Some(h) = text.strip_suffix('h') {
+        (h, 3600.0)
     } else {
         (text, 1.0)
     };
@@ -461,9 +483,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok()
         .map(|n| n * scale)
         .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 1e9);
-    seconds
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| format!("{text:?} is not a duration: use seconds (25, 0.5, 2s) or 500ms"))
+    seconds.map(Duration::from_secs_f64).ok_or_else(|| {
+        format!("{text:?} is not a duration: use seconds (25, 0.5, 2s), 500ms, 10m or 1h")
+    })
 }
 
 #[cfg(test)]
@@ -476,6 +498,8 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         for bad in ["", "-1", "abc", "NaN", "inf", "1e99"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

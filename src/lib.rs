@@ -10,6 +10,7 @@
 //! - [`api`]: HTTP routes, parsing and formatting over a store;
 //! - [`server`]: sockets, TLS, connections and graceful shutdown;
 //! - [`settings`]: the typed settings a server is built from, with defaults;
+//! - [`ticket`]: join tickets (JWTs) that admit to a room, checked with the operator's keys;
 //! - [`config`]: command-line flags and their environment variables, which produce settings;
 //! - `client` (with the `client` feature): a Rust client of the protocol,
 //!   on reqwest; the load generator (`--features loadgen`) is built on it.
@@ -26,6 +27,7 @@ pub mod name;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod ticket;
 pub mod tls;
 pub mod token;
 pub mod turn;

@@ -2,6 +2,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
+use signal_relay::config::Command;
 use signal_relay::{Config, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -10,6 +11,19 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let config = Config::parse();
+    if let Some(Command::Ticket(ticket)) = &config.command {
+        // Only the ticket on stdout, so `$(signal-relay ticket …)` is it.
+        return match ticket.run(std::time::SystemTime::now()) {
+            Ok(printed) => {
+                println!("{printed}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("signal-relay ticket: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

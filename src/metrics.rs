@@ -26,6 +26,11 @@ pub struct StatusLabel {
     pub status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TicketReasonLabel {
+    pub reason: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Messages stored into a mailbox or the backlog (a broadcast to five
@@ -35,6 +40,8 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Error replies, by status.
     pub rejected: Family<StatusLabel, Counter>,
+    /// Requests refused for their ticket, by reason (`crate::ticket::Reason`).
+    pub ticket_refusals: Family<TicketReasonLabel, Counter>,
     /// Mailbox notifications this instance received from Redis (shared
     /// store only): its own share of the cluster's traffic.
     pub wakeups_received: Counter,
@@ -56,6 +63,7 @@ impl Metrics {
         let delivery_latency = Histogram::new(LATENCY_BUCKETS);
         let rejected = Family::<StatusLabel, Counter>::default();
         let wakeups_received = Counter::default();
+        let ticket_refusals = Family::<TicketReasonLabel, Counter>::default();
         let (parked_polls, mailboxes, rooms) =
             (Gauge::default(), Gauge::default(), Gauge::default());
         registry.register(
@@ -74,6 +82,11 @@ impl Metrics {
             rejected.clone(),
         );
         registry.register(
+            "ticket_refusals",
+            "Requests refused for their join ticket, by reason",
+            ticket_refusals.clone(),
+        );
+        registry.register(
             "wakeups_received",
             "Mailbox notifications received from Redis (for polls parked here)",
             wakeups_received.clone(),
@@ -86,11 +99,21 @@ impl Metrics {
             relayed,
             delivery_latency,
             rejected,
+            ticket_refusals,
             wakeups_received,
             parked_polls,
             mailboxes,
             rooms,
         }
+    }
+
+    /// Counts a request refused for its ticket.
+    pub fn ticket_refused(&self, reason: crate::ticket::Reason) {
+        self.ticket_refusals
+            .get_or_create(&TicketReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// The text exposition, with the gauges read from `stats`.

@@ -206,6 +206,17 @@ impl Server {
             web = %web,
             "signal relay listening on {scheme}://{local_addr}/",
         );
+        match &settings.api.tickets {
+            Some(keys) => info!(
+                ?keys,
+                "a ticket is required to join a room, get TURN credentials or offer over WHIP/WHEP"
+            ),
+            None if !local_addr.ip().is_loopback() => warn!(
+                listen = %local_addr,
+                "no ticket key is configured: rooms are open to anyone who reaches this address, and so are TURN credentials; give --ticket-secret-file or --ticket-public-key-file to admit ticket holders only (docs/security.md)"
+            ),
+            None => {}
+        }
         Ok(Server {
             local_addr,
             accepting,

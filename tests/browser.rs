@@ -15,6 +15,7 @@
 
 mod common;
 mod hostile_network;
+mod invite;
 mod page;
 mod proxy;
 mod standalone;
@@ -50,7 +51,7 @@ const CF: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
 const FC: [Engine; 2] = [Engine::Firefox, Engine::Chromium];
 const FF: [Engine; 2] = [Engine::Firefox, Engine::Firefox];
 
-const SCENARIOS: [(&str, Scenario); 27] = [
+const SCENARIOS: [(&str, Scenario); 29] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false, CC))
     }),
@@ -101,6 +102,12 @@ const SCENARIOS: [(&str, Scenario); 27] = [
     }),
     ("whip_errors_through_the_proxy", |env| {
         Box::pin(whip_clients::whip_errors_through_the_proxy(env))
+    }),
+    ("invite_link_with_a_ticket_chromium_then_firefox", |env| {
+        Box::pin(invite::invite_link_connects_a_call(env, CF))
+    }),
+    ("invite_link_with_a_ticket_firefox_then_chromium", |env| {
+        Box::pin(invite::invite_link_connects_a_call(env, FC))
     }),
     ("signal_js_recovers_from_a_server_restart", |env| {
         Box::pin(signal_js_recovers_from_a_server_restart(env))

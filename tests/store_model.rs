@@ -175,6 +175,7 @@ fn who(peer: usize) -> Credentials {
         room: Name::parse("room").expect("valid"),
         peer: Name::parse(&name(peer)).expect("valid"),
         token: Some(token(peer)),
+        may_claim: true,
     }
 }
 

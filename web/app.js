@@ -16,7 +16,12 @@
 import { SignalClient } from './signal.js';
 
 const params = new URLSearchParams(location.search);
-const room = params.get('room') || 'demo';
+// A join ticket travels in the fragment of an invite link
+// (`/?room=R#ticket=JWT`): browsers never send a fragment, so it reaches no
+// server log and no Referer. Its claims say which room and name it admits.
+const ticket = new URLSearchParams(location.hash.slice(1)).get('ticket');
+const ticketClaims = readClaims(ticket);
+const room = params.get('room') || ticketClaims.room || 'demo';
 const iceMode = params.get('ice') === 'vanilla' ? 'vanilla' : 'trickle';
 const auto = params.get('auto') === '1';
 const relayOnly = params.get('relay') === '1';
@@ -40,6 +45,21 @@ const SIGNALING_GIVE_UP_MS = 30_000;
 // The longest a description waits for ICE gathering when it must carry
 // every candidate: well inside the server's WHIP answer timeout (15 s).
 const GATHERING_LIMIT_MS = 5000;
+
+/** A ticket's claims, unverified: only to pick the room and name it is for. */
+function readClaims(jwt) {
+  try {
+    const payload = jwt.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(payload)) ?? {};
+  } catch {
+    return {};
+  }
+}
+
+/** Headers with the ticket, for the requests a ticket holder may make. */
+function withTicket(headers = {}) {
+  return ticket ? { ...headers, Authorization: `Bearer ${ticket}` } : headers;
+}
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -89,8 +109,11 @@ function rtcConfiguration() {
 /** Fetches the ICE servers, with a TURN credential minted for us. */
 async function loadIceServers() {
   const peer = encodeURIComponent(state.signal.peer);
-  const response = await fetch(`/config?peer=${peer}`, { cache: 'no-store' });
-  if (!response.ok) throw new Error(`/config answered ${response.status}`);
+  const response = await fetch(`/config?peer=${peer}`, { cache: 'no-store', headers: withTicket() });
+  if (!response.ok) {
+    const reason = (await response.json().catch(() => ({}))).error ?? response.statusText;
+    throw new Error(`cannot get the ICE servers (${response.status}): ${reason}`);
+  }
   const config = await response.json();
   state.iceServers = config.iceServers ?? [];
   // TURN REST usernames are "<unix expiry>:<id>" (docs/protocol.md).
@@ -452,7 +475,7 @@ async function prepare() {
   ui.prepare.disabled = true;
   try {
     // The client first: its name labels our TURN credential.
-    const signal = new SignalClient({ room });
+    const signal = new SignalClient({ room, peer: ticketClaims.peer, ticket });
     state.signal = signal;
     const [, stream] = await Promise.all([
       loadIceServers(),
@@ -488,6 +511,9 @@ async function prepare() {
     signal.addEventListener('reset', () => render());
     signal.addEventListener('status', ({ detail }) => {
       if (detail.online) for (const peer of state.remotes.keys()) signalingBack(peer);
+      // A refused ticket (expired, another room) stops the client: say why
+      // rather than look as if it were reconnecting.
+      if (detail.fatal) state.error = `signaling stopped: ${detail.error.reason ?? detail.error.message}`;
       render();
     });
     await signal.join();
@@ -495,7 +521,7 @@ async function prepare() {
     render();
   } catch (error) {
     ui.prepare.disabled = false;
-    fail(error);
+    fail(ticket && error?.status === 401 ? new Error(`cannot join room ${room}: ${error.reason}`) : error);
   }
 }
 

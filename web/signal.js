@@ -15,7 +15,15 @@
 // events; reason is 'left' when the peer hung up, 'expired' when it only
 // went quiet, see docs/protocol.md);
 // 'message' {from, data, seq} (from other peers); 'reset' {} (the server
-// lost our cursor: a restart, or we expired); 'status' {online, error}.
+// lost our cursor: a restart, or we expired); 'status' {online, error,
+// fatal} (fatal: the client stopped, e.g. its ticket was refused).
+//
+// On a server that admits ticket holders only, give a ticket (a JWT from
+// the operator's backend) or an async function that returns one:
+//   new SignalClient({ room: 'demo', ticket: () => fetch('/my-ticket').then((r) => r.text()) })
+// It is presented (Authorization: Bearer) only where the name is claimed:
+// on joining, and on rejoining after the server lost our name (a 401 to a
+// poll), when a function is called again for a fresh one.
 
 const RETRYABLE = new Set([408, 425, 429, 500, 502, 503, 504]);
 /** The page events on which the client leaves the room (see join). */
@@ -28,6 +36,7 @@ export class SignalError extends Error {
   constructor(status, message) {
     super(`${status}: ${message}`);
     this.status = status;
+    this.reason = message;
   }
 }
 
@@ -60,9 +69,14 @@ export class SignalClient extends EventTarget {
    * @param {string} [options.base]  server origin (default: this page's)
    * @param {number} [options.pollTimeout] seconds a poll may park (default 25)
    * @param {number} [options.maxBackoff]  longest wait between retries, ms
+   * @param {string|(() => string|Promise<string>)} [options.ticket] a join ticket, or a function that gets one
    */
-  constructor({ room, peer, base = '', pollTimeout = 25, maxBackoff = 5000 }) {
+  constructor({ room, peer, base = '', pollTimeout = 25, maxBackoff = 5000, ticket = null }) {
     super();
+    this.ticketSource = ticket;
+    // The ticket to present on the next request that may claim our name.
+    this.ticket = null;
+    this.claimed = false;
     this.room = room;
     this.peer = peer ?? `p-${randomToken().slice(0, 8)}`;
     this.base = base;
@@ -78,6 +92,25 @@ export class SignalClient extends EventTarget {
     this.outbox = [];
     this.sending = false;
     this.onPageClose = () => this.leave();
+  }
+
+  /**
+   * The headers of a request that may claim our name: with the ticket
+   * until the name is ours. A function source is asked once per claim.
+   */
+  async claimHeaders(headers) {
+    if (!this.ticketSource || this.claimed) return headers;
+    if (this.ticket === null) {
+      this.ticket =
+        typeof this.ticketSource === 'function' ? await this.ticketSource() : this.ticketSource;
+    }
+    return { ...headers, Authorization: `Bearer ${this.ticket}` };
+  }
+
+  /** Our name was lost (we expired, the server restarted): claim it again. */
+  reclaim() {
+    this.claimed = false;
+    if (typeof this.ticketSource === 'function') this.ticket = null;
   }
 
   url(extra = {}) {
@@ -113,13 +146,20 @@ export class SignalClient extends EventTarget {
       if (this.epoch) query.epoch = this.epoch;
       let response;
       try {
+        const presented = this.ticketSource && !this.claimed;
         response = await fetch(this.url(query), {
-          headers: { 'X-Peer-Token': this.token },
+          headers: await this.claimHeaders({ 'X-Peer-Token': this.token }),
           signal: this.stopped.signal,
           cache: 'no-store',
         });
+        if (response.status === 401 && this.ticketSource && !presented) {
+          // The server no longer knows our name: rejoin with a ticket.
+          this.reclaim();
+          continue;
+        }
         if (response.status === 200) {
           const batch = await response.json();
+          this.claimed = true;
           this.setOnline(true);
           backoff = 250;
           this.deliver(batch);
@@ -129,7 +169,7 @@ export class SignalClient extends EventTarget {
         const error = new SignalError(response.status, body.error ?? response.statusText);
         if (!RETRYABLE.has(response.status)) {
           // 4xx: retrying the same request cannot help. Stop, say why.
-          this.setOnline(false, error);
+          this.setOnline(false, error, true);
           throw error;
         }
         this.setOnline(false, error);
@@ -164,10 +204,10 @@ export class SignalClient extends EventTarget {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
-  setOnline(online, error = null) {
+  setOnline(online, error = null, fatal = false) {
     if (online === this.online && !error) return;
     this.online = online;
-    this.emit('status', { online, error });
+    this.emit('status', { online, error, fatal });
   }
 
   /**
@@ -213,17 +253,25 @@ export class SignalClient extends EventTarget {
     for (let tries = 1; ; tries++) {
       let response;
       try {
+        const presented = this.ticketSource && !this.claimed;
         response = await fetch(this.url(to ? { to } : {}), {
           method: 'POST',
-          headers: {
+          headers: await this.claimHeaders({
             'Content-Type': 'application/json',
             'X-Peer-Token': this.token,
             'Idempotency-Key': key,
-          },
+          }),
           body,
           signal: this.stopped.signal,
         });
-        if (response.status === 202) return await response.json();
+        if (response.status === 401 && this.ticketSource && !presented && tries < 8) {
+          this.reclaim();
+          continue;
+        }
+        if (response.status === 202) {
+          this.claimed = true;
+          return await response.json();
+        }
         const reply = await response.json().catch(() => ({}));
         const error = new SignalError(response.status, reply.error ?? response.statusText);
         if (!RETRYABLE.has(response.status) || tries >= 8) throw error;

@@ -61,7 +61,7 @@ impl Cors {
                 // WHIP/WHEP clients in a page read the session's location,
                 // tag, ICE servers and what it accepts.
                 HeaderValue::from_static(
-                    "x-peer-token, retry-after, location, etag, link, accept-patch, accept-post",
+                    "x-peer-token, retry-after, www-authenticate, location, etag, link, accept-patch, accept-post",
                 ),
             );
         }

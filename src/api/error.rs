@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::admission::Refusal;
 use crate::store::StoreError;
+use crate::ticket::TicketRefusal;
 use crate::wire::{ErrorBody, Problem, media};
 
 /// Seconds a client should wait before retrying a 429: a recipient's
@@ -26,8 +27,8 @@ pub struct ApiError {
     pub message: String,
     pub retry_after: Option<u32>,
     pub allow: Option<&'static str>,
-    /// The `WWW-Authenticate` challenge of a 401.
-    pub challenge: Option<&'static str>,
+    /// The `WWW-Authenticate` challenge of a 401 (or of a ticket's 403).
+    pub challenge: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -44,7 +45,7 @@ impl ApiError {
     /// A 401 that asks for a bearer token (RFC 6750).
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError {
-            challenge: Some("Bearer"),
+            challenge: Some(HeaderValue::from_static("Bearer")),
             ..ApiError::new(StatusCode::UNAUTHORIZED, message)
         }
     }
@@ -113,8 +114,8 @@ impl ApiError {
         if let Some(allow) = self.allow {
             headers.insert(ALLOW, HeaderValue::from_static(allow));
         }
-        if let Some(challenge) = self.challenge {
-            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        if let Some(challenge) = &self.challenge {
+            headers.insert(WWW_AUTHENTICATE, challenge.clone());
         }
     }
 }
@@ -136,6 +137,7 @@ impl From<StoreError> for ApiError {
                     "{error}: use the token from the reply that created this peer, or pick another peer name"
                 ),
             ),
+            E::ClaimRefused { .. } => ApiError::from(TicketRefusal::missing()),
             E::NoSuchPeer { .. } => ApiError::not_found(format!(
                 "{error}: it has not polled yet or has left; send without `to` to reach everyone in the room"
             )),
@@ -175,6 +177,43 @@ impl From<StoreError> for ApiError {
                 format!("{error}: retry in a moment (see Retry-After)"),
             )
             .retry_after(RETRY_UNAVAILABLE),
+        }
+    }
+}
+
+/// A refused ticket as RFC 6750 §3 says: `401` with `invalid_token` for
+/// what is no valid ticket for this room, `403` with `insufficient_scope`
+/// for a valid one that does not allow the request.
+impl From<TicketRefusal> for ApiError {
+    fn from(refusal: TicketRefusal) -> ApiError {
+        let (status, code) = if refusal.reason.is_insufficient_scope() {
+            (StatusCode::FORBIDDEN, "insufficient_scope")
+        } else {
+            (StatusCode::UNAUTHORIZED, "invalid_token")
+        };
+        // A quoted-string may not hold `"` or `\` (RFC 6750 §3); the
+        // descriptions never quote a ticket, only validated names.
+        let description: String = refusal
+            .description
+            .chars()
+            .map(|c| {
+                if c == '"' || c == '\\' || !(' '..='~').contains(&c) {
+                    '\''
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let challenge = format!("Bearer error=\"{code}\", error_description=\"{description}\"");
+        ApiError {
+            challenge: HeaderValue::from_str(&challenge).ok(),
+            ..ApiError::new(
+                status,
+                format!(
+                    "{}: ask whoever invited you for a new ticket (docs/protocol.md, Tickets)",
+                    refusal.description
+                ),
+            )
         }
     }
 }

@@ -7,6 +7,7 @@ mod error;
 mod params;
 pub mod request_line;
 mod sdpfrag;
+mod tickets;
 pub mod whip;
 
 use std::future::Future;
@@ -30,7 +31,8 @@ use params::{BodyKind, PEER_TOKEN, Params, body_kind, idempotency_key};
 use crate::admission::{Admission, PollSlot, Refusal};
 use crate::metrics::{Metrics, StatusLabel};
 use crate::name::Name;
-use crate::store::{Credentials, PollRequest, Polled, SendRequest, Store};
+use crate::store::{Credentials, PollRequest, Polled, SendRequest, Store, StoreError};
+use crate::ticket::{Grant, TicketKeys, TicketRefusal};
 use crate::token::Token;
 use crate::turn::TurnMinter;
 use crate::web::{self, WebRoot};
@@ -70,6 +72,9 @@ pub struct ApiSettings {
     pub whip_timeout: Duration,
     /// A bearer token every WHIP/WHEP request must present, when set.
     pub whip_token: Option<whip::WhipToken>,
+    /// The keys join tickets are checked with; when set, claiming a name,
+    /// a TURN credential and a WHIP/WHEP offer each need a ticket.
+    pub tickets: Option<Arc<TicketKeys>>,
 }
 
 impl Default for ApiSettings {
@@ -86,6 +91,7 @@ impl Default for ApiSettings {
             hsts: false,
             whip_timeout: Duration::from_secs(15),
             whip_token: None,
+            tickets: None,
         }
     }
 }
@@ -107,7 +113,8 @@ type Reply = Response<Full<Bytes>>;
 /// and its request and body-reading state would otherwise be in every
 /// parked poll's future).
 enum Routed<'a> {
-    Poll(PollRequest),
+    /// With the ticket refusal to answer if the poll had to claim its name.
+    Poll(PollRequest, Option<Box<TicketRefusal>>),
     Ready(Reply),
     Later(Pin<Box<dyn Future<Output = Reply> + Send + 'a>>),
 }
@@ -203,10 +210,10 @@ impl<S: Store> Api<S> {
         };
         async move {
             let reply = match routed {
-                Routed::Poll(poll) => self
+                Routed::Poll(poll, refusal) => self
                     .receive(poll)
                     .await
-                    .unwrap_or_else(ApiError::into_response),
+                    .unwrap_or_else(|error| self.refused(error, refusal).into_response()),
                 Routed::Ready(reply) => reply,
                 Routed::Later(reply) => reply.await,
             };
@@ -285,7 +292,7 @@ impl<S: Store> Api<S> {
                 reply
             })),
             wire::CONFIG_PATH if is_read(&method) => Routed::Ready(
-                self.config(request.uri().query())
+                self.config(request.uri().query(), request.headers())
                     .unwrap_or_else(ApiError::into_response),
             ),
             wire::SIGNAL_PATH => self.signal(request),
@@ -339,7 +346,10 @@ impl<S: Store> Api<S> {
         };
         match *request.method() {
             Method::GET => match poll_request(&request, &self.settings) {
-                Ok(poll) => Routed::Poll(poll),
+                Ok(mut poll) => {
+                    let refusal = self.admit_claim(request.headers(), &mut poll.reader);
+                    Routed::Poll(poll, refusal)
+                }
                 Err(error) => answer(Err(error)),
             },
             Method::POST => Routed::Later(Box::pin(async move {
@@ -367,11 +377,15 @@ impl<S: Store> Api<S> {
 
     /// `GET /config[?peer=NAME]`: the ICE servers, with a TURN credential
     /// minted for this caller. Minting is a few microseconds of HMAC and is
-    /// covered by the per-address rate limit like every other request.
-    fn config(&self, query: Option<&str>) -> Result<Reply, ApiError> {
+    /// covered by the per-address rate limit like every other request; when
+    /// the server requires tickets, it needs one with the `turn` grant.
+    fn config(&self, query: Option<&str>, headers: &hyper::HeaderMap) -> Result<Reply, ApiError> {
         let mut ice_servers = self.settings.ice_servers.clone();
         if let Some(turn) = &self.settings.turn {
             let label = Params::parse(query)?.peer_label()?;
+            let ticket = self.require_ticket(headers, None, Grant::Turn)?;
+            // A ticket's peer is the holder's name: it labels the credential.
+            let label = ticket.and_then(|t| t.peer).or(label);
             let minted = turn.mint(label.as_ref().map(Name::as_str), SystemTime::now());
             ice_servers.push(serde_json::to_value(minted).map_err(|e| {
                 ApiError::new(
@@ -384,7 +398,7 @@ impl<S: Store> Api<S> {
     }
 
     /// `GET /signal`: long-poll the peer's mailbox.
-    async fn receive(&self, poll: PollRequest) -> Result<Reply, ApiError> {
+    async fn receive(&self, poll: PollRequest) -> Result<Reply, StoreError> {
         let Polled {
             batch,
             issued_token,
@@ -405,7 +419,8 @@ impl<S: Store> Api<S> {
             // The body, if any, is not read: a beacon's is of no interest.
             return self.leave_as(params.credentials(request.headers())?).await;
         }
-        let sender = params.credentials(request.headers())?;
+        let mut sender = params.credentials(request.headers())?;
+        let refusal = self.admit_claim(request.headers(), &mut sender);
         let to = params.to()?;
         let kind = body_kind(request.headers())?;
         let sdp_type = match kind {
@@ -428,7 +443,8 @@ impl<S: Store> Api<S> {
                 messages,
                 idempotency_key,
             })
-            .await?;
+            .await
+            .map_err(|error| self.refused(error, refusal))?;
         let mut reply = json_response(StatusCode::ACCEPTED, &sent.receipt);
         attach_token(&mut reply, sent.issued_token.as_ref());
         Ok(reply)

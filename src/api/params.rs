@@ -80,6 +80,7 @@ impl<'q> Params<'q> {
             room: required_name(query::ROOM, self.room.as_deref())?,
             peer: required_name(query::PEER, self.peer.as_deref())?,
             token: self.token(headers)?,
+            may_claim: true,
         })
     }
 

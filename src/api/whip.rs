@@ -31,6 +31,7 @@ use super::sdpfrag::parse_sdpfrag;
 use super::{Api, ApiError, Reply, to_payload};
 use crate::name::Name;
 use crate::store::{Credentials, PollRequest, SendRequest, Store, StoreError};
+use crate::ticket::{Grant, bearer};
 use crate::token::{Token, random_id};
 use crate::wire::{self, Candidate, Description, RoomEvent, media};
 
@@ -222,6 +223,42 @@ impl<S: Store> Api<S> {
         result.unwrap_or_else(ApiError::into_problem_response)
     }
 
+    /// May this POST offer to `room`? With tickets, it needs one that
+    /// grants `kind` there, or the `--whip-token` when one is set too;
+    /// without, the `--whip-token` when one is set. Answers whether the
+    /// session's `Link`s may carry a TURN credential: a ticket must grant
+    /// `turn` for that, as on `/config`.
+    fn authorize_offer(
+        &self,
+        headers: &HeaderMap,
+        room: &Name,
+        kind: Kind,
+    ) -> Result<bool, ApiError> {
+        if !self.requires_tickets() {
+            return self.authorize(headers).map(|()| true);
+        }
+        if self.settings.whip_token.is_some() && self.authorize(headers).is_ok() {
+            return Ok(true);
+        }
+        let grant = match kind {
+            Kind::Whip => Grant::Whip,
+            Kind::Whep => Grant::Whep,
+        };
+        let ticket = self.require_ticket(headers, Some(room), grant)?;
+        Ok(ticket.is_none_or(|ticket| ticket.grants(Grant::Turn)))
+    }
+
+    /// May this PATCH or DELETE act on a session? Its URL holds the
+    /// session's token, which is what proves it (RFC 9725 §4.7.1): with
+    /// tickets nothing else is asked, so a ticket that expires during a
+    /// session stops nothing; without, the `--whip-token` when one is set.
+    fn authorize_session(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.requires_tickets() {
+            return Ok(());
+        }
+        self.authorize(headers)
+    }
+
     /// Checks `Authorization: Bearer` against `--whip-token`, when one is set.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(expected) = &self.settings.whip_token else {
@@ -229,9 +266,7 @@ impl<S: Store> Api<S> {
         };
         let presented = headers
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| bearer(v.as_bytes()));
         match presented {
             Some(token) if bool::from(token.as_bytes().ct_eq(expected.expose().as_bytes())) => {
                 Ok(())
@@ -257,7 +292,7 @@ impl<S: Store> Api<S> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        self.authorize(request.headers())?;
+        let turn_allowed = self.authorize_offer(request.headers(), &room, kind)?;
         expect_media_type(request.headers(), media::SDP, "an SDP offer")?;
         let body = self.read_body(request).await?;
         let offer = std::str::from_utf8(&body)
@@ -273,6 +308,7 @@ impl<S: Store> Api<S> {
             room: room.clone(),
             peer: session.clone(),
             token: Some(token.clone()),
+            may_claim: true,
         };
         let joined = self.store.poll(poll(&me, 0, None, Duration::ZERO)).await?;
         let guard = LeaveOnDrop {
@@ -312,7 +348,7 @@ impl<S: Store> Api<S> {
             ACCEPT_PATCH,
             HeaderValue::from_static(media::TRICKLE_ICE_SDPFRAG),
         );
-        for link in self.ice_server_links(&session) {
+        for link in self.ice_server_links(&session, turn_allowed) {
             headers.append(LINK, link);
         }
         Ok(reply)
@@ -446,9 +482,9 @@ impl<S: Store> Api<S> {
 
     /// `Link: <url>; rel="ice-server"` for each ICE server `/config` would
     /// serve, with a TURN credential minted for this session (RFC 9725 §4.6).
-    fn ice_server_links(&self, session: &Name) -> Vec<HeaderValue> {
+    fn ice_server_links(&self, session: &Name, turn_allowed: bool) -> Vec<HeaderValue> {
         let mut servers = self.settings.ice_servers.clone();
-        if let Some(turn) = &self.settings.turn
+        if let Some(turn) = self.settings.turn.as_ref().filter(|_| turn_allowed)
             && let Ok(minted) =
                 serde_json::to_value(turn.mint(Some(session.as_str()), SystemTime::now()))
         {
@@ -498,14 +534,14 @@ impl<S: Store> Api<S> {
         else {
             unreachable!("routed on a session path");
         };
-        self.authorize(request.headers())?;
+        self.authorize_session(request.headers())?;
+        // RFC 9725 makes If-Match the client's duty, not a reason to lose
+        // its candidates: players that never keep the 201's ETag (npm's
+        // whip-whep WHEPClient) trickle without it, and a trickle-only
+        // fragment changes nothing that a stale tag could clash with. A
+        // restart is asked for with If-Match: "*" (refused below).
         match request.headers().get(IF_MATCH).map(HeaderValue::as_bytes) {
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_REQUIRED,
-                    "send If-Match with the ETag of the session's 201 reply",
-                ));
-            }
+            None => {}
             Some(b"*") => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -533,6 +569,7 @@ impl<S: Store> Api<S> {
             room,
             peer: session,
             token: Some(token),
+            may_claim: true,
         };
         self.touch_session(&me).await?;
         for ice in candidates {
@@ -579,11 +616,12 @@ impl<S: Store> Api<S> {
         else {
             unreachable!("routed on a session path");
         };
-        self.authorize(headers)?;
+        self.authorize_session(headers)?;
         let me = Credentials {
             room,
             peer: session,
             token: Some(token),
+            may_claim: true,
         };
         let left = self.store.leave(me).await.map_err(session_error)?;
         if !left {

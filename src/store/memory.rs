@@ -219,6 +219,8 @@ impl MemoryStore {
                     issued_token: None,
                 });
             }
+        } else if !sender.may_claim {
+            return Err(claim_refused(&sender));
         } else {
             room.check_can_join(&sender.room, limits)?;
         }
@@ -311,7 +313,14 @@ impl Store for MemoryStore {
     async fn send(&self, request: SendRequest) -> Result<Sent, StoreError> {
         self.ensure_open()?;
         let room_name = request.sender.room.clone();
-        let mut room = self.room_mut(&room_name)?;
+        let mut room = if request.sender.may_claim {
+            self.room_mut(&room_name)?
+        } else {
+            // Nothing of a room may be made for a request that cannot join.
+            self.rooms
+                .get_mut(&room_name)
+                .ok_or_else(|| claim_refused(&request.sender))?
+        };
         let before = room.stored_bytes();
         let result = self.send_in(&mut room, request);
         self.account(before, room.stored_bytes());
@@ -343,6 +352,10 @@ impl Store for MemoryStore {
             self.rooms
                 .get_mut(&reader.room)
                 .ok_or(StoreError::ShuttingDown)?
+        } else if !reader.may_claim {
+            self.rooms
+                .get_mut(&reader.room)
+                .ok_or_else(|| claim_refused(&reader))?
         } else {
             self.room_mut(&reader.room)?
         };
@@ -350,6 +363,7 @@ impl Store for MemoryStore {
         let (index, issued_token) = match room.authenticate(&reader)? {
             Some(i) => (i, None),
             None if closing => return Err(StoreError::ShuttingDown),
+            None if !reader.may_claim => return Err(claim_refused(&reader)),
             None => {
                 room.check_can_join(&reader.room, &self.limits)?;
                 let token = self.join(&mut room, &reader, now);
@@ -512,6 +526,13 @@ impl Drop for ParkedPoll<'_> {
             // The peer was alive all along: its TTL counts from now.
             mailbox.last_seen = Instant::now();
         }
+    }
+}
+
+fn claim_refused(who: &Credentials) -> StoreError {
+    StoreError::ClaimRefused {
+        room: who.room.clone(),
+        peer: who.peer.clone(),
     }
 }
 

@@ -17,7 +17,9 @@
 //!   `reset = true`, never an error and never a silent gap;
 //! - a send is all-or-nothing: if any recipient's mailbox is full, nobody
 //!   gets the message;
-//! - messages from one sender reach each recipient in the order sent.
+//! - messages from one sender reach each recipient in the order sent;
+//! - a request whose credentials may not claim ([`Credentials::may_claim`])
+//!   creates nothing: no room, no mailbox, no join event.
 
 mod memory;
 mod redis;
@@ -55,6 +57,11 @@ pub struct Credentials {
     /// The token presented with the request. When the request creates the
     /// peer's mailbox this is the token the client offers for itself.
     pub token: Option<Token>,
+    /// Whether this request may claim the name when nobody holds it (create
+    /// the peer's mailbox). False when the server requires a ticket and the
+    /// request has none for this room and name: it may then only speak for
+    /// a peer that already exists, with its token.
+    pub may_claim: bool,
 }
 
 /// A message to deliver.
@@ -115,6 +122,8 @@ pub enum StoreError {
     TokenMissing { room: Name, peer: Name },
     #[error("the token presented for peer {peer} in room {room} is wrong")]
     TokenMismatch { room: Name, peer: Name },
+    #[error("peer {peer} is not in room {room}, and only a ticket holder may join it")]
+    ClaimRefused { room: Name, peer: Name },
     #[error("peer {peer} is not in room {room}")]
     NoSuchPeer { room: Name, peer: Name },
     #[error("a peer cannot address a message to itself")]

@@ -266,7 +266,8 @@ local function record_receipt(field, key, count, receipt)
 end
 
 if op == 'send' then
-  -- sender, token hash ('' = none), token hash to adopt on joining, epoch for
+  -- sender, token hash ('' = none), token hash to adopt on joining ('' = may
+  -- not join), epoch for
   -- a new mailbox, to ('' = everyone else), idempotency key ('' = none), then
   -- the messages (one, or a batch stored in order, all or nothing)
   -- -> {'ok', issued, queued, fresh, delivered...}
@@ -298,6 +299,8 @@ if op == 'send' then
       end
     end
   else
+    -- No token hash to adopt: this request may not claim the name.
+    if join_th == '' then return {'claim_refused'} end
     local refused = check_can_join()
     if refused then return {refused} end
   end
@@ -362,7 +365,8 @@ if op == 'send' then
   return out
 
 elseif op == 'poll' then
-  -- peer, token hash, token hash to adopt, epoch for a new mailbox, since,
+  -- peer, token hash, token hash to adopt ('' = may not join), epoch for a
+  -- new mailbox, since,
   -- client epoch ('' = none), closing (0/1), park for ms (0 = do not park)
   local p, th, join_th, new_epoch = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
   local since, client_epoch = tonumber(ARGV[8]), ARGV[9]
@@ -372,6 +376,7 @@ elseif op == 'poll' then
   local issued = 0
   if auth == 'absent' then
     if closing then return {'shutting_down'} end
+    if join_th == '' then return {'claim_refused'} end
     local refused = check_can_join()
     if refused then return {refused} end
     join(p, join_th, new_epoch)

@@ -434,6 +434,12 @@ struct TokenArgs {
 }
 
 impl TokenArgs {
+    /// The digest to adopt as the script reads it: none when the request
+    /// may not claim the name.
+    fn adopt_arg(&self, may_claim: bool) -> &str {
+        if may_claim { &self.to_adopt_digest } else { "" }
+    }
+
     fn new(presented: &Option<Token>) -> TokenArgs {
         match presented {
             Some(token) => {
@@ -472,7 +478,7 @@ impl Store for RedisStore {
         let mut args: Vec<&str> = vec![
             &sender.peer,
             &tokens.presented,
-            &tokens.to_adopt_digest,
+            tokens.adopt_arg(sender.may_claim),
             &epoch,
             to.as_deref().unwrap_or(""),
             idempotency_key.as_deref().unwrap_or(""),
@@ -549,7 +555,7 @@ impl Store for RedisStore {
                 &[
                     &reader.peer,
                     &tokens.presented,
-                    &tokens.to_adopt_digest,
+                    tokens.adopt_arg(reader.may_claim),
                     &new_epoch(),
                     &since_arg,
                     client_epoch,

@@ -268,6 +268,8 @@ pub struct Peer {
     pub room: String,
     pub name: String,
     pub token: Option<String>,
+    /// A join ticket, sent as `Authorization: Bearer` with every request.
+    pub ticket: Option<String>,
     pub since: u64,
     pub epoch: Option<String>,
 }
@@ -281,6 +283,7 @@ impl Peer {
             room: room.into(),
             name: name.into(),
             token: None,
+            ticket: None,
             since: 0,
             epoch: None,
         }
@@ -312,6 +315,10 @@ impl Peer {
     }
 
     fn with_token(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = match &self.ticket {
+            Some(ticket) => request.bearer_auth(ticket),
+            None => request,
+        };
         match &self.token {
             Some(token) => request.header(header::PEER_TOKEN, token),
             None => request,

@@ -13,6 +13,7 @@ fn who(peer: &str, token: Option<&Token>) -> Credentials {
         room: name("room"),
         peer: name(peer),
         token: token.cloned(),
+        may_claim: true,
     }
 }
 
@@ -537,6 +538,7 @@ async fn empty_rooms_are_removed_and_the_room_cap_holds() {
                     room: name(room),
                     peer: name("p"),
                     token: None,
+                    may_claim: true,
                 },
                 ..poll_req("p", None, 0, None)
             })
@@ -549,6 +551,7 @@ async fn empty_rooms_are_removed_and_the_room_cap_holds() {
                 room: name("r3"),
                 peer: name("p"),
                 token: None,
+                may_claim: true,
             },
             ..poll_req("p", None, 0, None)
         })
@@ -587,6 +590,7 @@ async fn the_parked_poll_cap_holds_and_frees() {
             room: name(room),
             peer: name("p"),
             token: Some(token),
+            may_claim: true,
         },
         since: 1,
         epoch: None,

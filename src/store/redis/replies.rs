@@ -122,6 +122,10 @@ pub fn check(reply: &[String], who: &Credentials, limits: &Limits) -> Result<(),
             room: room(),
             peer: who.peer.clone(),
         },
+        Some("claim_refused") => StoreError::ClaimRefused {
+            room: room(),
+            peer: who.peer.clone(),
+        },
         Some("no_such_peer") => StoreError::NoSuchPeer {
             room: room(),
             peer: peer_named(1)?,
