@@ -51,7 +51,7 @@ const CF: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
 const FC: [Engine; 2] = [Engine::Firefox, Engine::Chromium];
 const FF: [Engine; 2] = [Engine::Firefox, Engine::Firefox];
 
-const SCENARIOS: [(&str, Scenario); 29] = [
+const SCENARIOS: [(&str, Scenario); 32] = [
     ("two_pages_vanilla_ice", |env| {
         Box::pin(two_pages(env, "vanilla", false, CC))
     }),
@@ -76,12 +76,20 @@ const SCENARIOS: [(&str, Scenario); 29] = [
     }),
     ("simple_whip_client_publishes_to_a_page", |env| {
         Box::pin(whip_clients::simple_whip_client_publishes_to_a_page(
-            env, false,
+            env,
+            whip_clients::Via::Direct,
         ))
     }),
     ("simple_whip_client_publishes_through_the_proxy", |env| {
         Box::pin(whip_clients::simple_whip_client_publishes_to_a_page(
-            env, true,
+            env,
+            whip_clients::Via::Proxy,
+        ))
+    }),
+    ("simple_whip_client_publishes_with_a_ticket", |env| {
+        Box::pin(whip_clients::simple_whip_client_publishes_to_a_page(
+            env,
+            whip_clients::Via::Ticket,
         ))
     }),
     ("a_whep_player_plays_a_pages_camera", |env| {
@@ -89,6 +97,9 @@ const SCENARIOS: [(&str, Scenario); 29] = [
     }),
     ("a_whep_player_plays_through_the_proxy", |env| {
         Box::pin(whip_clients::a_whep_player_plays_a_pages_camera(env, true))
+    }),
+    ("whep_library_plays_a_pages_camera_with_a_ticket", |env| {
+        Box::pin(whip_clients::whep_library::whep_library_plays_a_pages_camera_with_a_ticket(env))
     }),
     ("curl_posts_a_whip_offer_and_prints_the_answer", |env| {
         Box::pin(whip_clients::curl_posts_an_offer_and_prints_the_answer(
@@ -117,6 +128,9 @@ const SCENARIOS: [(&str, Scenario); 29] = [
     }),
     ("relay_only_call_through_coturn", |env| {
         Box::pin(hostile_network::relay_only_call_through_coturn(env))
+    }),
+    ("relay_only_call_with_tickets", |env| {
+        Box::pin(hostile_network::relay_only_call_with_tickets(env))
     }),
     ("call_survives_signaling_silence", |env| {
         Box::pin(hostile_network::call_survives_signaling_silence(env))
@@ -188,7 +202,9 @@ fn install_missing() -> Result<(), String> {
         (FIREFOX, "firefox-esr"),
         (whip_clients::WHIP_CLIENT, "simple-whip-client"),
         ("/usr/bin/gcc", "gcc"),
+        ("/usr/bin/npm", "npm"),
     ])?;
+    whip_clients::whep_library::fetch_if_missing()?;
     page::build_geckodriver_if_missing()
 }
 

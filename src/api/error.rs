@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::admission::Refusal;
 use crate::store::StoreError;
-use crate::ticket::TicketRefusal;
+use crate::ticket::{Reason, TicketRefusal};
 use crate::wire::{ErrorBody, Problem, media};
 
 /// Seconds a client should wait before retrying a 429: a recipient's
@@ -205,15 +205,14 @@ impl From<TicketRefusal> for ApiError {
             })
             .collect();
         let challenge = format!("Bearer error=\"{code}\", error_description=\"{description}\"");
+        let fix = match refusal.reason {
+            Reason::Missing => " (an invite link carries one)",
+            reason if reason.is_insufficient_scope() => ": ask for a ticket that allows it",
+            _ => ": ask whoever invited you for a new ticket",
+        };
         ApiError {
             challenge: HeaderValue::from_str(&challenge).ok(),
-            ..ApiError::new(
-                status,
-                format!(
-                    "{}: ask whoever invited you for a new ticket (docs/protocol.md, Tickets)",
-                    refusal.description
-                ),
-            )
+            ..ApiError::new(status, format!("{}{fix}", refusal.description))
         }
     }
 }

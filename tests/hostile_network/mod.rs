@@ -182,8 +182,20 @@ impl Drop for Gate {
 
 /// A TURN credential from a server's `/config`.
 async fn minted(server: &TestServer) -> Result<(String, String), String> {
-    let config: Value = common::client()
-        .get(server.url("/config?peer=probe"))
+    minted_with(server, None).await
+}
+
+/// [`minted`], presenting `ticket` when given.
+async fn minted_with(
+    server: &TestServer,
+    ticket: Option<&str>,
+) -> Result<(String, String), String> {
+    let request = common::client().get(server.url("/config?peer=probe"));
+    let request = match ticket {
+        Some(ticket) => request.bearer_auth(ticket),
+        None => request,
+    };
+    let config: Value = request
         .send()
         .await
         .map_err(|e| e.to_string())?
@@ -519,4 +531,88 @@ pub async fn late_messages_open_no_connection(env: Env) -> Outcome {
     page.close().await;
     server.shutdown().await;
     Ok("a late answer and candidate were dropped: no connection, no tile, no error".into())
+}
+
+/// On a server that admits ticket holders only, TURN credentials go to the
+/// holders of a ticket with the `turn` grant: no ticket and a join-only one
+/// are refused, the granted one is accepted by coturn, and two pages opened
+/// from `#ticket=` links make a relay-only call; a page whose ticket lacks
+/// the grant says why it cannot get its ICE servers.
+pub async fn relay_only_call_with_tickets(env: Env) -> Outcome {
+    use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketKeys};
+    const TICKET_SECRET: &[u8] = b"coturn-scenario-ticket-secret-0123456789";
+    let secret = random_secret();
+    let coturn = Coturn::start(&env.scratch, &secret).await?;
+    let mut keys = TicketKeys::new(None);
+    keys.add_secret(None, TICKET_SECRET)?;
+    let keys = std::sync::Arc::new(keys);
+    let server = TestServer::with(|s| {
+        s.api.turn = Some(coturn.minter(&secret, Duration::from_secs(3600)));
+        s.api.tickets = Some(keys);
+    })
+    .await;
+    let room = format!("invited-relay-{}", free_port());
+    let issuer = TicketIssuer::new(None, TICKET_SECRET)?;
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs()
+        + 600;
+    let ticket = |grants: &[&str]| {
+        issuer.issue(&TicketClaims {
+            exp,
+            room: room.clone(),
+            grants: Some(grants.iter().map(|g| g.to_string()).collect()),
+            ..TicketClaims::default()
+        })
+    };
+    let (call, join_only) = (ticket(&["join", "turn"])?, ticket(&["join"])?);
+    for (ticket, status) in [(None, 401), (Some(join_only.as_str()), 403)] {
+        let request = common::client().get(server.url("/config"));
+        let request = match ticket {
+            Some(ticket) => request.bearer_auth(ticket),
+            None => request,
+        };
+        let got = request.send().await.map_err(|e| e.to_string())?.status();
+        if got != status {
+            return Err(format!(
+                "/config with {ticket:?} answered {got}, not {status}"
+            ));
+        }
+    }
+    let (username, credential) = minted_with(&server, Some(&call)).await?;
+    if !coturn.allocates(&username, &credential) {
+        return Err(format!(
+            "coturn refused the credential minted for a ticket: {username}"
+        ));
+    }
+
+    let page = format!("http://{}/?room={room}&ice=trickle&relay=1", server.addr);
+    let url = format!("{page}#ticket={call}");
+    let (caller, callee, connect_ms) = super::prepare_and_connect(&env, &url).await?;
+    relayed_both_ways(&caller).await?;
+    relayed_both_ways(&callee).await?;
+    caller.no_console_errors().await?;
+    callee.no_console_errors().await?;
+
+    let refused = Page::open(&env, "no-turn", &format!("{page}#ticket={join_only}")).await?;
+    refused.click("prepare").await?;
+    let summary = refused
+        .wait_until(
+            "return window.signalDemo.summary()",
+            "the page to say it may not use TURN",
+            |s| Ok(s["error"].as_str().is_some_and(|e| e.contains("403"))),
+        )
+        .await?;
+    if summary["online"] == true {
+        return Err(format!("the page without the turn grant joined: {summary}"));
+    }
+    refused.close().await;
+    caller.close().await;
+    callee.close().await;
+    server.shutdown().await;
+    Ok(format!(
+        "relay-only through coturn from #ticket= links: ICE connected in {connect_ms:.0} ms, relay/relay on both pages; /config refused no ticket (401) and a join-only one (403), and coturn accepted the credential minted for the turn grant; the join-only page said {:?}",
+        summary["error"].as_str().unwrap_or_default()
+    ))
 }

@@ -14,6 +14,8 @@ use super::common::{self, TestServer};
 use super::page::Page;
 use super::{Env, Outcome, Proxy, connected_to, free_port};
 
+pub mod whep_library;
+
 pub const WHIP_CLIENT: &str = "/usr/bin/whip-client";
 /// The offer the README's curl line posts: simple-whip-client's own
 /// (sendonly VP8 and Opus, candidates included), captured once.
@@ -118,11 +120,14 @@ struct WhipClient {
 }
 
 impl WhipClient {
-    fn publish(env: &Env, url: &str) -> Result<WhipClient, String> {
+    /// Publishes to `url`, with `token` as its bearer token when given.
+    fn publish(env: &Env, url: &str, token: Option<&str>) -> Result<WhipClient, String> {
         let log = env.scratch.join(format!("whip-client-{}.log", free_port()));
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        let token_args = token.map(|t| vec!["-t", t]).unwrap_or_default();
         let child = Command::new(WHIP_CLIENT)
             .args(["-u", url, "-V", VIDEO, "-A", AUDIO, "-l", "5", "-o"])
+            .args(token_args)
             .env("LD_LIBRARY_PATH", no_upnp_library(&env.scratch)?)
             .stdin(Stdio::null())
             .stdout(file.try_clone().map_err(|e| e.to_string())?)
@@ -134,6 +139,18 @@ impl WhipClient {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it exited by itself within `limit`.
+    async fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// SIGTERM, by its id: it DELETEs its session and exits.
@@ -170,14 +187,104 @@ impl Drop for WhipClient {
 /// Proof 1: simple-whip-client publishes to a page through
 /// `/whip/{room}/{peer}`, trickling its candidates with PATCH; the page
 /// shows its video with frames advancing; its DELETE removes the tile.
-pub async fn simple_whip_client_publishes_to_a_page(env: Env, through_proxy: bool) -> Outcome {
+/// How a scenario's WHIP client reaches the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Straight to the browser tests' open server.
+    Direct,
+    /// Through the nginx that blocks WebSocket.
+    Proxy,
+    /// To a server that admits ticket holders only: the page joins from a
+    /// `#ticket=` link, the tool's `-t` is a ticket with the `whip` grant
+    /// (after one without it was refused).
+    Ticket,
+}
+
+/// A server that admits ticket holders only, and a ticket maker for it.
+struct Invited {
+    server: TestServer,
+    issuer: signal_relay::ticket::TicketIssuer,
+}
+
+impl Invited {
+    const SECRET: &[u8] = b"whip-scenario-ticket-secret-0123456789";
+
+    async fn start() -> Result<Invited, String> {
+        let mut keys = signal_relay::ticket::TicketKeys::new(None);
+        keys.add_secret(None, Invited::SECRET)?;
+        let keys = std::sync::Arc::new(keys);
+        Ok(Invited {
+            server: TestServer::with(|s| s.api.tickets = Some(keys)).await,
+            issuer: signal_relay::ticket::TicketIssuer::new(None, Invited::SECRET)?,
+        })
+    }
+
+    fn ticket(&self, room: &str, grants: &[&str]) -> Result<String, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs();
+        self.issuer.issue(&signal_relay::ticket::TicketClaims {
+            exp: now + 600,
+            room: room.to_owned(),
+            grants: Some(grants.iter().map(|g| g.to_string()).collect()),
+            ..Default::default()
+        })
+    }
+}
+
+pub async fn simple_whip_client_publishes_to_a_page(env: Env, via: Via) -> Outcome {
     let _veth = Veth::add()?;
-    let (origin, proxy) = origin(&env, through_proxy).await?;
+    let invited = match via {
+        Via::Ticket => Some(Invited::start().await?),
+        _ => None,
+    };
+    let (origin, proxy) = match &invited {
+        Some(invited) => (format!("http://{}", invited.server.addr), None),
+        None => origin(&env, via == Via::Proxy).await?,
+    };
     let room = format!("whip-{}", free_port());
-    let (page, summary) = prepared_page(&env, "studio", &origin, &room).await?;
+    let (page, summary) = match &invited {
+        Some(invited) => {
+            let link_room = format!("{room}#ticket={}", invited.ticket(&room, &["join"])?);
+            prepared_page(&env, "studio", &origin, &link_room).await?
+        }
+        None => prepared_page(&env, "studio", &origin, &room).await?,
+    };
     let url = summary["whip"].as_str().unwrap_or_default().to_owned();
+    let mut refused = String::new();
+    let token = match &invited {
+        Some(invited) => {
+            // A ticket that may join but not publish: the tool gives up.
+            let join_only = invited.ticket(&room, &["join"])?;
+            let mut tool = WhipClient::publish(&env, &url, Some(&join_only))?;
+            if !tool.exits_within(Duration::from_secs(15)).await {
+                return Err(format!(
+                    "whip-client with a join-only ticket kept going:\n{}",
+                    tool.log()
+                ));
+            }
+            let metrics = common::get_text(&invited.server.url("/metrics")).await?;
+            let counted = common::metric(
+                &metrics,
+                "signal_ticket_refusals_total{reason=\"grant_missing\"}",
+            );
+            if counted != 1.0
+                || !page.summary().await?["remotes"]
+                    .as_array()
+                    .is_some_and(Vec::is_empty)
+            {
+                return Err(format!(
+                    "the join-only ticket was not refused as it should be ({counted} refusals counted)"
+                ));
+            }
+            refused = "; a join-only ticket was refused (403) and left no tile".into();
+            Some(invited.ticket(&room, &["whip"])?)
+        }
+        None => None,
+    };
     let started = Instant::now();
-    let tool = WhipClient::publish(&env, &url)?;
+    let tool = WhipClient::publish(&env, &url, token.as_deref())?;
     let connected = page
         .wait_for("the tool's call", |s| connected_to(s, 1))
         .await;
@@ -209,8 +316,13 @@ pub async fn simple_whip_client_publishes_to_a_page(env: Env, through_proxy: boo
     let removed_in = deleted.elapsed();
     page.no_console_errors().await?;
     page.close().await;
+    let ticketed = if token.is_some() {
+        " with a whip ticket (-t)"
+    } else {
+        ""
+    };
     let mut report = format!(
-        "simple-whip-client published to {url}: video playing {playing_in:.1?} after start, selected pair {}/{} (candidates by PATCH); SIGTERM's DELETE removed the tile in {removed_in:.1?}",
+        "simple-whip-client published to {url}{ticketed}: video playing {playing_in:.1?} after start, selected pair {}/{} (candidates by PATCH); SIGTERM's DELETE removed the tile in {removed_in:.1?}{refused}",
         pairs[0]["local"].as_str().unwrap_or("?"),
         pairs[0]["remote"].as_str().unwrap_or("?"),
     );
@@ -357,7 +469,7 @@ pub async fn curl_posts_an_offer_and_prints_the_answer(env: Env, through_proxy: 
 }
 
 /// Proof 4 through the proxy (tests/whip.rs proves it direct, on both
-/// stores): 404, 415, 413, 428, 412, and a peer that ignores the offer,
+/// stores): 404, 415, 413, 412, a PATCH without If-Match taken, and a peer that ignores the offer,
 /// a clear 504 that leaves nothing behind in the room.
 pub async fn whip_errors_through_the_proxy(env: Env) -> Outcome {
     let server = TestServer::with(|s| s.api.whip_timeout = Duration::from_secs(1)).await;
@@ -459,8 +571,15 @@ pub async fn whip_errors_through_the_proxy(env: Env) -> Outcome {
         }
         request.send()
     };
-    expect(patch(None).await, 428).await?;
     expect(patch(Some("\"stale\"")).await, 412).await?;
+    // Without If-Match a trickle PATCH is taken (RFC 9725 makes If-Match
+    // the client's duty, and some players never send it).
+    let unconditional = patch(None).await.map_err(|e| e.to_string())?.status();
+    if unconditional != 204 {
+        return Err(format!(
+            "a PATCH without If-Match got {unconditional}, not 204"
+        ));
+    }
     let report = format!(
         "through the proxy: {seen:?} as problems; the unanswered offer gave 504 after {waited:.1?} and left nothing in the room; {}",
         proxy.websocket_blocked().await?
