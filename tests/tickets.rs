@@ -38,11 +38,14 @@ fn ensure_pyjwt() {
             .status()
             .is_ok_and(|s| s.success())
     };
-    // Debian's own python3 is "externally managed" (PEP 668).
-    assert!(
-        pip(&[]) || pip(&["--break-system-packages"]),
-        "cannot install PyJWT with pip"
-    );
+    // Debian's own python3 comes without pip, and is "externally managed"
+    // (PEP 668).
+    let installed = pip(&[]) || pip(&["--break-system-packages"]) || {
+        common::apt_install_missing(&[("/usr/bin/pip3", "python3-pip")])
+            .expect("cannot install python3-pip");
+        pip(&[]) || pip(&["--break-system-packages"])
+    };
+    assert!(installed, "cannot install PyJWT with pip");
     assert!(has(), "PyJWT installed but not importable");
 }
 
