@@ -10,9 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use signal_relay::ticket::{TicketClaims, TicketKeys};
+use signal_relay::ticket::{TicketClaims, TicketKeys, TicketSecret};
 
-const SECRET: &[u8] = b"bench-secret-bench-secret-bench-secret";
+const SECRET: &str = "bench-secret-bench-secret-bench-secret";
 
 /// A private key made by `openssl genpkey` with `args`, and its public PEM.
 fn key_pair(dir: &Path, name: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
@@ -69,7 +69,7 @@ fn ticket_benches(c: &mut Criterion) {
         (
             "HS256",
             Algorithm::HS256,
-            EncodingKey::from_secret(SECRET),
+            EncodingKey::from_secret(SECRET.as_bytes()),
             None,
         ),
         (
@@ -98,7 +98,7 @@ fn ticket_benches(c: &mut Criterion) {
             .expect("a signed ticket");
         let mut keys = TicketKeys::new(None);
         match public {
-            None => keys.add_secret(None, SECRET),
+            None => keys.add_secret(None, &TicketSecret::new(SECRET).expect("a long secret")),
             Some(pem) => keys.add_public_key_pem(None, pem),
         }
         .expect("a verifying key");

@@ -300,15 +300,11 @@ impl TicketKeys {
         self.keys.is_empty()
     }
 
-    /// An HS256 secret (the bytes of `--ticket-secret-file`).
-    pub fn add_secret(&mut self, kid: Option<String>, secret: &[u8]) -> Result<(), String> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "a ticket secret must be at least {MIN_SECRET_BYTES} bytes (256 bits, RFC 7518 §3.2); this one has {}: make one with `head -c 32 /dev/urandom | base64`",
-                secret.len()
-            ));
-        }
-        let key = DecodingKey::from_secret(secret).map_err(|e| format!("unusable secret: {e}"))?;
+    /// An HS256 secret (`--ticket-secret-file`, `--ticket-secret`); its
+    /// length was checked when it was read.
+    pub fn add_secret(&mut self, kid: Option<String>, secret: &TicketSecret) -> Result<(), String> {
+        let key = DecodingKey::from_secret(secret.expose())
+            .map_err(|e| format!("unusable secret: {e}"))?;
         self.keys.push(TicketKey {
             kid,
             key,
@@ -548,13 +544,9 @@ pub struct TicketIssuer {
 }
 
 impl TicketIssuer {
-    pub fn new(kid: Option<String>, secret: &[u8]) -> Result<TicketIssuer, String> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(format!(
-                "a ticket secret must be at least {MIN_SECRET_BYTES} bytes (256 bits)"
-            ));
-        }
-        let key = EncodingKey::from_secret(secret).map_err(|e| format!("unusable secret: {e}"))?;
+    pub fn new(kid: Option<String>, secret: &TicketSecret) -> Result<TicketIssuer, String> {
+        let key = EncodingKey::from_secret(secret.expose())
+            .map_err(|e| format!("unusable secret: {e}"))?;
         Ok(TicketIssuer { key, kid })
     }
 
@@ -589,7 +581,11 @@ pub fn bearer(value: &[u8]) -> Option<&str> {
 mod tests {
     use super::*;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn secret() -> TicketSecret {
+        TicketSecret::new(SECRET).unwrap()
+    }
 
     fn claims(room: &str) -> TicketClaims {
         TicketClaims {
@@ -608,13 +604,13 @@ mod tests {
 
     fn keys() -> TicketKeys {
         let mut keys = TicketKeys::new(None);
-        keys.add_secret(None, SECRET).unwrap();
+        keys.add_secret(None, &secret()).unwrap();
         keys
     }
 
     #[test]
     fn an_issued_ticket_checks() {
-        let issuer = TicketIssuer::new(None, SECRET).unwrap();
+        let issuer = TicketIssuer::new(None, &secret()).unwrap();
         let ticket = issuer.issue(&claims("demo")).unwrap();
         let checked = keys().check(&ticket, SystemTime::now()).unwrap();
         let demo = Name::parse("demo").unwrap();
@@ -631,7 +627,7 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        let issuer = TicketIssuer::new(None, SECRET).unwrap();
+        let issuer = TicketIssuer::new(None, &secret()).unwrap();
         let keys = keys();
         let reason = |ticket: &str| keys.check(ticket, SystemTime::now()).unwrap_err().reason;
         assert_eq!(reason("garbage"), Reason::Malformed);
@@ -650,10 +646,14 @@ mod tests {
             ..claims("demo")
         };
         assert_eq!(reason(&issuer.issue(&future).unwrap()), Reason::NotYetValid);
-        let other = TicketIssuer::new(None, b"another secret of thirty-two bytes!!").unwrap();
+        let other = TicketIssuer::new(
+            None,
+            &TicketSecret::new("another secret of thirty-two bytes!!").unwrap(),
+        )
+        .unwrap();
         let forged = other.issue(&claims("demo")).unwrap();
         assert_eq!(reason(&forged), Reason::BadSignature);
-        let named = TicketIssuer::new(Some("k2".into()), SECRET).unwrap();
+        let named = TicketIssuer::new(Some("k2".into()), &secret()).unwrap();
         assert_eq!(
             reason(&named.issue(&claims("demo")).unwrap()),
             Reason::UnknownKid
@@ -677,7 +677,7 @@ mod tests {
 
     #[test]
     fn the_leeway_forgives_a_little_skew() {
-        let issuer = TicketIssuer::new(None, SECRET).unwrap();
+        let issuer = TicketIssuer::new(None, &secret()).unwrap();
         let just_expired = TicketClaims {
             exp: now_secs() - 5,
             ..claims("demo")
@@ -689,8 +689,8 @@ mod tests {
     #[test]
     fn the_audience_is_checked_when_configured() {
         let mut keys = TicketKeys::new(Some("signal.example".into()));
-        keys.add_secret(None, SECRET).unwrap();
-        let issuer = TicketIssuer::new(None, SECRET).unwrap();
+        keys.add_secret(None, &secret()).unwrap();
+        let issuer = TicketIssuer::new(None, &secret()).unwrap();
         let reason = |claims: TicketClaims| {
             keys.check(&issuer.issue(&claims).unwrap(), SystemTime::now())
                 .err()
@@ -712,7 +712,7 @@ mod tests {
     #[test]
     fn short_secrets_and_private_keys_are_refused() {
         let mut keys = TicketKeys::new(None);
-        assert!(keys.add_secret(None, b"short").is_err());
+        assert!(TicketSecret::new("short").is_err());
         let private =
             b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
         assert!(

@@ -59,11 +59,11 @@ impl TicketKeyFlags {
     pub fn keys(&self) -> Result<Option<Arc<TicketKeys>>, String> {
         let mut keys = TicketKeys::new(self.audience.clone());
         if let Some(secret) = &self.secret {
-            keys.add_secret(None, secret.expose())?;
+            keys.add_secret(None, secret)?;
         }
         for arg in &self.secret_files {
             let (kid, secret) = read_secret(arg)?;
-            keys.add_secret(kid, secret.expose())?;
+            keys.add_secret(kid, &secret)?;
         }
         for arg in &self.public_key_files {
             let (kid, path) = split_kid(arg);
@@ -79,7 +79,7 @@ impl TicketKeyFlags {
     /// the first `--ticket-secret-file` (the newest, in a rotation).
     fn issuer(&self) -> Result<TicketIssuer, String> {
         if let Some(secret) = &self.secret {
-            return TicketIssuer::new(None, secret.expose());
+            return TicketIssuer::new(None, secret);
         }
         let Some(arg) = self.secret_files.first() else {
             return Err(
@@ -88,7 +88,7 @@ impl TicketKeyFlags {
             );
         };
         let (kid, secret) = read_secret(arg)?;
-        TicketIssuer::new(kid, secret.expose())
+        TicketIssuer::new(kid, &secret)
     }
 }
 

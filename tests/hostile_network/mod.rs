@@ -539,12 +539,12 @@ pub async fn late_messages_open_no_connection(env: Env) -> Outcome {
 /// from `#ticket=` links make a relay-only call; a page whose ticket lacks
 /// the grant says why it cannot get its ICE servers.
 pub async fn relay_only_call_with_tickets(env: Env) -> Outcome {
-    use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketKeys};
-    const TICKET_SECRET: &[u8] = b"coturn-scenario-ticket-secret-0123456789";
+    use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketKeys, TicketSecret};
+    let ticket_secret = TicketSecret::new("coturn-scenario-ticket-secret-0123456789")?;
     let secret = random_secret();
     let coturn = Coturn::start(&env.scratch, &secret).await?;
     let mut keys = TicketKeys::new(None);
-    keys.add_secret(None, TICKET_SECRET)?;
+    keys.add_secret(None, &ticket_secret)?;
     let keys = std::sync::Arc::new(keys);
     let server = TestServer::with(|s| {
         s.api.turn = Some(coturn.minter(&secret, Duration::from_secs(3600)));
@@ -552,7 +552,7 @@ pub async fn relay_only_call_with_tickets(env: Env) -> Outcome {
     })
     .await;
     let room = format!("invited-relay-{}", free_port());
-    let issuer = TicketIssuer::new(None, TICKET_SECRET)?;
+    let issuer = TicketIssuer::new(None, &ticket_secret)?;
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?

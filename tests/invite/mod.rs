@@ -7,7 +7,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use signal_relay::ticket::{TicketClaims, TicketIssuer};
+use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketSecret};
 
 use super::common::{self, metric};
 use super::page::{Engine, Page};
@@ -60,7 +60,7 @@ pub async fn invite_link_connects_a_call(env: Env, engines: [Engine; 2]) -> Outc
         .duration_since(UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs();
-    let expired = TicketIssuer::new(None, SECRET.as_bytes())?.issue(&TicketClaims {
+    let expired = TicketIssuer::new(None, &TicketSecret::new(SECRET)?)?.issue(&TicketClaims {
         exp: now - 3600,
         room: room.clone(),
         ..TicketClaims::default()

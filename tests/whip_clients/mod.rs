@@ -207,15 +207,16 @@ struct Invited {
 }
 
 impl Invited {
-    const SECRET: &[u8] = b"whip-scenario-ticket-secret-0123456789";
+    const SECRET: &str = "whip-scenario-ticket-secret-0123456789";
 
     async fn start() -> Result<Invited, String> {
+        let secret = signal_relay::ticket::TicketSecret::new(Invited::SECRET)?;
         let mut keys = signal_relay::ticket::TicketKeys::new(None);
-        keys.add_secret(None, Invited::SECRET)?;
+        keys.add_secret(None, &secret)?;
         let keys = std::sync::Arc::new(keys);
         Ok(Invited {
             server: TestServer::with(|s| s.api.tickets = Some(keys)).await,
-            issuer: signal_relay::ticket::TicketIssuer::new(None, Invited::SECRET)?,
+            issuer: signal_relay::ticket::TicketIssuer::new(None, &secret)?,
         })
     }
 

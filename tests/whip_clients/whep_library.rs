@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use serde_json::Value;
-use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketKeys};
+use signal_relay::ticket::{TicketClaims, TicketIssuer, TicketKeys, TicketSecret};
 
 use super::super::common::TestServer;
 use super::super::page::Page;
@@ -19,7 +19,7 @@ use super::super::{Env, Outcome, connected_to, free_port};
 use super::prepared_page;
 
 const PACKAGE: &str = "whip-whep@1.2.0";
-const SECRET: &[u8] = b"whep-library-scenario-secret-0123456789";
+const SECRET: &str = "whep-library-scenario-secret-0123456789";
 
 /// Where `npm pack` unpacked the package, in the cache the test runs share.
 fn package_dir() -> PathBuf {
@@ -104,8 +104,9 @@ const PLAYER: &str = r#"
 "#;
 
 pub async fn whep_library_plays_a_pages_camera_with_a_ticket(env: Env) -> Outcome {
+    let secret = TicketSecret::new(SECRET)?;
     let mut keys = TicketKeys::new(None);
-    keys.add_secret(None, SECRET)?;
+    keys.add_secret(None, &secret)?;
     let server = TestServer::with(|s| s.api.tickets = Some(Arc::new(keys))).await;
     let origin = format!("http://{}", server.addr);
     let room = format!("whep-lib-{}", free_port());
@@ -114,7 +115,7 @@ pub async fn whep_library_plays_a_pages_camera_with_a_ticket(env: Env) -> Outcom
         .map_err(|e| e.to_string())?
         .as_secs()
         + 600;
-    let issuer = TicketIssuer::new(None, SECRET)?;
+    let issuer = TicketIssuer::new(None, &secret)?;
     let ticket = |grants: &[&str]| {
         issuer.issue(&TicketClaims {
             exp,
