@@ -1,6 +1,7 @@
 //! Both stores against one reference model: random interleavings of
-//! joins, sends, broadcasts, leaves, expiry and polls with arbitrary
-//! cursors. The model is a plain Vec-based rendering of docs/protocol.md;
+//! joins, sends and batches (with and without an `Idempotency-Key`, retried
+//! with the same or another body, across leaves and rejoins), broadcasts,
+//! leaves, expiry and polls with arbitrary cursors. The model is a plain Vec-based rendering of docs/protocol.md;
 //! every reply of the store must equal the model's prediction exactly
 //! (seqs, senders, payloads, room events, reset, receipts, refusals). So no
 //! message is lost, none reaches the wrong peer, each sender's order holds,
@@ -20,8 +21,8 @@ use proptest::prelude::*;
 use serde_json::value::RawValue;
 use signal_relay::name::Name;
 use signal_relay::store::{
-    Credentials, Limits, MESSAGE_OVERHEAD, MemoryStore, PollRequest, Polled, RedisStore,
-    SendRequest, Sent, Store, StoreError,
+    Credentials, IDEMPOTENCY_WINDOW, Limits, MESSAGE_OVERHEAD, MemoryStore, PollRequest, Polled,
+    RedisStore, SendRequest, Sent, Store, StoreError,
 };
 use signal_relay::token::Token;
 
@@ -50,10 +51,31 @@ enum Cursor {
     ForeignEpoch,
 }
 
+/// What a send carries besides its recipient.
+#[derive(Debug, Clone)]
+struct Sending {
+    /// Messages in the request: 1 is a single send, more a batch.
+    count: usize,
+    key: KeyUse,
+}
+
+#[derive(Debug, Clone)]
+enum KeyUse {
+    None,
+    /// A key this sender has not used.
+    New,
+    /// The key of this sender's `back`-th latest keyed send (a new key if
+    /// it has none), with that send's body or another.
+    Again {
+        back: usize,
+        same_body: bool,
+    },
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Poll(usize, Cursor),
-    Send(usize, Option<usize>),
+    Send(usize, Option<usize>, Sending),
     Leave(usize),
     /// A poll parks on an idle mailbox, then a send is made while it waits:
     /// the wake-up path, which on Redis crosses pub/sub.
@@ -73,12 +95,23 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         5 => (peer.clone(), cursor).prop_map(|(p, c)| Op::Poll(p, c)),
-        5 => (peer.clone(), prop::option::of(0..PEERS)).prop_map(|(p, to)| Op::Send(p, to)),
+        5 => (peer.clone(), prop::option::of(0..PEERS), sending())
+            .prop_map(|(p, to, sending)| Op::Send(p, to, sending)),
         1 => peer.clone().prop_map(Op::Leave),
         3 => (peer.clone(), peer.clone(), prop::option::of(0..PEERS))
             .prop_map(|(p, from, to)| Op::ParkThenSend(p, from, to)),
         1 => Just(Op::Expire),
     ]
+}
+
+fn sending() -> impl Strategy<Value = Sending> {
+    let key = prop_oneof![
+        2 => Just(KeyUse::None),
+        2 => Just(KeyUse::New),
+        3 => (0..3usize, any::<bool>()).prop_map(|(back, same_body)| KeyUse::Again { back, same_body }),
+    ];
+    (prop_oneof![3 => Just(1usize), 1 => 2..=3usize], key)
+        .prop_map(|(count, key)| Sending { count, key })
 }
 
 fn name(i: usize) -> String {
@@ -115,13 +148,50 @@ impl ModelMailbox {
     }
 }
 
+/// An idempotency record: what a send with a key stored, and when.
+#[derive(Debug, Clone)]
+struct ModelRecord {
+    sender: usize,
+    key: String,
+    delivered: Vec<String>,
+    queued: bool,
+    at: Duration,
+}
+
+impl ModelRecord {
+    /// What the stores count it as, toward the byte budget.
+    fn bytes(&self) -> usize {
+        self.key.len() + self.delivered.len() * std::mem::size_of::<Name>() + MESSAGE_OVERHEAD
+    }
+}
+
 #[derive(Debug, Default)]
 struct Model {
     peers: Vec<ModelMailbox>,
     backlog: VecDeque<(usize, String)>,
+    records: Vec<ModelRecord>,
+    /// How far the clock has moved (only Expire moves it).
+    now: Duration,
 }
 
 impl Model {
+    /// The record a repeat of `key` by `sender` finds: within the window.
+    fn record(&self, sender: usize, key: &str) -> Option<&ModelRecord> {
+        self.records
+            .iter()
+            .find(|r| r.sender == sender && r.key == key && self.now - r.at < IDEMPOTENCY_WINDOW)
+    }
+
+    /// Everything goes quiet past the TTL: peers and backlog are gone, and
+    /// records older than the window are swept.
+    fn expire(&mut self, by: Duration) {
+        self.now += by;
+        self.peers.clear();
+        self.backlog.clear();
+        let now = self.now;
+        self.records.retain(|r| now - r.at < IDEMPOTENCY_WINDOW);
+    }
+
     fn find(&self, peer: usize) -> Option<usize> {
         self.peers.iter().position(|m| m.peer == peer)
     }
@@ -277,14 +347,46 @@ fn cursor_of(client: &ClientState, cursor: &Cursor) -> (u64, Option<String>) {
     }
 }
 
-fn send_request(from: usize, to: Option<usize>, data: &str) -> SendRequest {
+fn send_request(from: usize, to: Option<usize>, data: &[String], key: Option<&str>) -> SendRequest {
     SendRequest {
         sender: who(from),
         to: to.map(|t| Name::parse(&name(t)).expect("valid")),
-        messages: vec![Arc::from(
-            RawValue::from_string(data.to_owned()).expect("json"),
-        )],
-        idempotency_key: None,
+        messages: data
+            .iter()
+            .map(|d| Arc::from(RawValue::from_string(d.clone()).expect("json")))
+            .collect(),
+        idempotency_key: key.map(Into::into),
+    }
+}
+
+/// A send's body and key as a client makes them; `keys` is what each
+/// sender sent with a key so far (key, body), newest last.
+fn compose(
+    from: usize,
+    sending: &Sending,
+    sent: &mut u64,
+    keys: &mut [Vec<(String, Vec<String>)>],
+) -> (Vec<String>, Option<String>) {
+    let mut fresh_body = || -> Vec<String> {
+        *sent += 1;
+        (0..sending.count)
+            .map(|i| format!(r#"{{"from":{from},"n":{sent},"i":{i}}}"#))
+            .collect()
+    };
+    let used = &mut keys[from];
+    match sending.key {
+        KeyUse::None => (fresh_body(), None),
+        KeyUse::Again { back, same_body } if back < used.len() => {
+            let (key, body) = used[used.len() - 1 - back].clone();
+            let body = if same_body { body } else { fresh_body() };
+            (body, Some(key))
+        }
+        KeyUse::New | KeyUse::Again { .. } => {
+            let body = fresh_body();
+            let key = format!("key-{from}-{}", used.len());
+            used.push((key.clone(), body.clone()));
+            (body, Some(key))
+        }
     }
 }
 
@@ -374,10 +476,30 @@ fn expect_send(
     model: &mut Model,
     from: usize,
     to: Option<usize>,
-    data: String,
+    data: Vec<String>,
+    key: Option<String>,
     result: Result<Sent, StoreError>,
 ) -> Result<(), TestCaseError> {
     let sender_index = model.find(from);
+    // A repeat from a peer that is still here gets the first reply and
+    // stores nothing; one that joins the sender is never a repeat.
+    if sender_index.is_some()
+        && let Some(key) = &key
+        && let Some(record) = model.record(from, key)
+    {
+        let sent_ok = result.map_err(|e| TestCaseError::fail(format!("repeat: {e:?}")))?;
+        let actual: Vec<String> = sent_ok
+            .receipt
+            .delivered
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        prop_assert_eq!(&actual, &record.delivered, "a repeat's receipt");
+        prop_assert_eq!(sent_ok.receipt.queued, record.queued);
+        prop_assert!(sent_ok.issued_token.is_none());
+        return Ok(());
+    }
+    let count = data.len();
     if sender_index.is_none() && model.peers.len() >= ROOM_PEERS {
         prop_assert!(
             matches!(result, Err(StoreError::RoomFull { .. })),
@@ -406,7 +528,7 @@ fn expect_send(
     };
     if let Some(&full) = recipients
         .iter()
-        .find(|&&i| model.peers[i].peer_messages() >= MAILBOX)
+        .find(|&&i| model.peers[i].peer_messages() + count > MAILBOX)
     {
         let _ = full;
         prop_assert!(
@@ -415,7 +537,7 @@ fn expect_send(
         );
         return Ok(());
     }
-    if recipients.is_empty() && model.backlog.len() >= BACKLOG {
+    if recipients.is_empty() && model.backlog.len() + count > BACKLOG {
         prop_assert!(
             matches!(result, Err(StoreError::BacklogFull { .. })),
             "{result:?}"
@@ -432,10 +554,25 @@ fn expect_send(
         prop_assert!(sent_ok.issued_token.is_some());
     }
     for &i in &recipients {
-        model.peers[i].push(Some(from), data.clone());
+        for d in &data {
+            model.peers[i].push(Some(from), d.clone());
+        }
     }
     if recipients.is_empty() {
-        model.backlog.push_back((from, data));
+        model.backlog.extend(data.into_iter().map(|d| (from, d)));
+    }
+    if let Some(key) = key {
+        // One record per sender and key: the new one replaces the old.
+        model
+            .records
+            .retain(|r| !(r.sender == from && r.key == key));
+        model.records.push(ModelRecord {
+            sender: from,
+            key,
+            delivered: delivered.clone(),
+            queued: recipients.is_empty(),
+            at: model.now,
+        });
     }
     let actual: Vec<String> = sent_ok
         .receipt
@@ -455,6 +592,7 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
         let mut model = Model::default();
         let mut clients = vec![ClientState::default(); PEERS];
         let mut sent = 0u64;
+        let mut keys = vec![Vec::new(); PEERS];
 
         for op in ops {
             match op {
@@ -470,11 +608,12 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                         .await;
                     expect_poll(&mut model, &mut clients, peer, since, epoch, result)?;
                 }
-                Op::Send(from, to) => {
-                    sent += 1;
-                    let data = format!(r#"{{"from":{from},"n":{sent}}}"#);
-                    let result = store.send(send_request(from, to, &data)).await;
-                    expect_send(&mut model, from, to, data, result)?;
+                Op::Send(from, to, sending) => {
+                    let (data, key) = compose(from, &sending, &mut sent, &mut keys);
+                    let result = store
+                        .send(send_request(from, to, &data, key.as_deref()))
+                        .await;
+                    expect_send(&mut model, from, to, data, key, result)?;
                 }
                 Op::ParkThenSend(peer, from, to) => {
                     // Only a poll that finds nothing parks; one that would
@@ -506,7 +645,9 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                         // The poll acknowledges and parks first: a send that
                         // landed before would meet the unacknowledged mailbox.
                         subject.until_parked(peer, before).await;
-                        store.send(send_request(from, to, &data)).await
+                        store
+                            .send(send_request(from, to, std::slice::from_ref(&data), None))
+                            .await
                     };
                     let started = tokio::time::Instant::now();
                     let (polled, sent_result) = tokio::join!(parked, sending);
@@ -528,7 +669,7 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                         mailbox.messages.retain(|m| m.0 > client.cursor);
                         mailbox.acked = client.cursor;
                     }
-                    expect_send(&mut model, from, to, data, sent_result)?;
+                    expect_send(&mut model, from, to, vec![data], None, sent_result)?;
                     expect_poll(
                         &mut model,
                         &mut clients,
@@ -554,14 +695,15 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                     // last poll ended a moment ago must be gone too, so a
                     // lease that outlived its poll would show.
                     subject.sweep_after(EXPIRE_AFTER).await;
-                    model = Model::default();
+                    model.expire(EXPIRE_AFTER);
                 }
             }
             // Caps hold: the store holds what the model holds, no more.
             let stats = store.stats().await;
             prop_assert_eq!(stats.mailboxes, model.peers.len());
             // A room exists while it holds a peer or a backlog, no longer.
-            let room_held = !model.peers.is_empty() || !model.backlog.is_empty();
+            let room_held =
+                !model.peers.is_empty() || !model.backlog.is_empty() || !model.records.is_empty();
             prop_assert_eq!(stats.rooms, usize::from(room_held), "rooms");
             // The global byte count is exactly what the model holds.
             let held: usize = model
@@ -570,6 +712,7 @@ async fn check(subject: &impl Subject, ops: Vec<Op>) -> Result<(), TestCaseError
                 .flat_map(|m| m.messages.iter().map(|(_, _, d)| d.len()))
                 .chain(model.backlog.iter().map(|(_, d)| d.len()))
                 .map(|len| len + MESSAGE_OVERHEAD)
+                .chain(model.records.iter().map(ModelRecord::bytes))
                 .sum();
             prop_assert_eq!(stats.stored_bytes, held);
         }

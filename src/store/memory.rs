@@ -656,7 +656,12 @@ impl Room {
             .map(|r| r.receipt.clone())
     }
 
+    /// One record per sender and key: a send stored anew (past the window,
+    /// or one that joined the sender and so was no repeat) replaces the
+    /// earlier record, which no repeat may find again (docs/protocol.md).
     fn record_receipt(&mut self, sender: Name, key: Box<str>, receipt: Receipt, now: Instant) {
+        self.receipts
+            .retain(|r| !(r.sender == sender && r.key == key));
         if self.receipts.len() >= MAX_RECEIPTS_PER_ROOM {
             self.receipts.pop_front();
         }
